@@ -1,0 +1,240 @@
+"""The shared machinery of the emulators: a threaded HTTP server on loopback, request
+counters per operation, and fault injection (latency, throttling every Nth call, 5xx every Mth,
+dropped connections, truncated bodies).
+
+A registry emulator subclasses `Emulator`, names the operation of each request in
+`operation()` and answers it in `handle()`; faults are injected before `handle()` runs, in the
+registry's own error shape (`throttle_response()`, `server_error_response()`).
+
+Every emulator also answers `GET /_emulator/counters` (JSON) so that a process that did not
+start it (the CLI, a benchmark) can read its counters, and `POST /_emulator/reset-counters`.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Dict, Optional, Tuple
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger("registry_etl.emulators")
+
+
+@dataclass
+class Faults:
+    """What to break: each `*_every` counts requests (all operations together); 0 = never."""
+
+    latency_ms: float = 0.0
+    throttle_every: int = 0
+    error_every: int = 0
+    drop_every: int = 0
+    truncate_every: int = 0
+    retry_after_s: int = 0
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # raw path, percent-encoding kept
+    query: Dict[str, list]
+    headers: Dict[str, str]
+    body: bytes
+    raw_query: str = ""
+
+    def param(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"{}")
+
+    def header(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        return self.headers.get(name.lower(), default)
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: Any = None  # dict/list -> JSON, bytes/str as is
+    headers: Dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+    def payload(self) -> bytes:
+        if self.body is None:
+            return b""
+        if isinstance(self.body, bytes):
+            return self.body
+        if isinstance(self.body, str):
+            return self.body.encode()
+        return json.dumps(self.body).encode()
+
+
+class Emulator:
+    """Base class: subclasses set `name` and implement `operation()` and `handle()`."""
+
+    name = "emulator"
+
+    def __init__(self, faults: Optional[Faults] = None) -> None:
+        self.faults = faults or Faults()
+        self.counters: collections.Counter = collections.Counter()
+        self.faults_injected: collections.Counter = collections.Counter()
+        self._requests = 0
+        self._lock = threading.Lock()
+        self._server: Optional[ThreadingHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+
+    # ---- to implement
+    def operation(self, request: Request) -> str:
+        raise NotImplementedError
+
+    def handle(self, request: Request, operation: str) -> Response:
+        raise NotImplementedError
+
+    def throttle_response(self, operation: str) -> Response:
+        return Response(429, {"message": "Too many requests"}, {"Retry-After": str(self.faults.retry_after_s)})
+
+    def server_error_response(self, operation: str) -> Response:
+        return Response(503, {"message": "Service unavailable"})
+
+    # ---- lifecycle
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> "Emulator":
+        handler = _make_handler(self)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"{self.name}-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "Emulator":
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def address(self) -> Tuple[str, int]:
+        assert self._server, "emulator not started"
+        return self._server.server_address[:2]  # type: ignore[return-value]
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://{host}:{port}"
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self.counters.clear()
+            self.faults_injected.clear()
+
+    # ---- dispatch
+    def _fault_for_request(self) -> Optional[str]:
+        with self._lock:
+            self._requests += 1
+            n = self._requests
+        f = self.faults
+        for kind, every in (
+            ("drop", f.drop_every),
+            ("throttle", f.throttle_every),
+            ("error", f.error_every),
+            ("truncate", f.truncate_every),
+        ):
+            if every and n % every == 0:
+                return kind
+        return None
+
+    def dispatch(self, request: Request) -> Tuple[Optional[str], Response]:
+        if request.path.startswith("/_emulator/"):
+            return None, self._control(request)
+        if self.faults.latency_ms:
+            time.sleep(self.faults.latency_ms / 1000.0)
+        try:
+            operation = self.operation(request)
+        except Exception as exc:  # an unknown path is the client's bug: say so
+            return None, Response(404, {"message": f"unknown operation: {exc}"})
+        fault = self._fault_for_request()
+        with self._lock:
+            self.counters[operation] += 1
+            if fault:
+                self.faults_injected[fault] += 1
+        if fault == "throttle":
+            return fault, self.throttle_response(operation)
+        if fault == "error":
+            return fault, self.server_error_response(operation)
+        if fault == "drop":
+            return fault, Response(0)
+        try:
+            response = self.handle(request, operation)
+        except Exception:
+            log.exception("%s emulator failed on %s", self.name, operation)
+            return None, self.server_error_response(operation)
+        return fault, response
+
+    def _control(self, request: Request) -> Response:
+        if request.path == "/_emulator/counters":
+            with self._lock:
+                return Response(200, {"requests": dict(self.counters), "faults": dict(self.faults_injected)})
+        if request.path == "/_emulator/reset-counters" and request.method == "POST":
+            self.reset_counters()
+            return Response(200, {"ok": True})
+        return Response(404, {"message": "unknown control path"})
+
+
+def _make_handler(emulator: Emulator):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt: str, *args: Any) -> None:  # quiet: tests read counters instead
+            log.debug("%s %s", emulator.name, fmt % args)
+
+        def _serve(self) -> None:
+            split = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            request = Request(
+                method=self.command,
+                path=split.path,
+                query=parse_qs(split.query, keep_blank_values=True),
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=body,
+                raw_query=split.query,
+            )
+            fault, response = emulator.dispatch(request)
+            if fault == "drop":
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(2)
+                except OSError:
+                    pass
+                return
+            payload = response.payload()
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            for key, value in response.headers.items():
+                self.send_header(key, value)
+            if fault == "truncate" and len(payload) > 2:
+                # announce the full length, send half, close: the client sees a broken body
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload[: len(payload) // 2])
+                self.close_connection = True
+                return
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _serve
+
+    return Handler

@@ -1,0 +1,272 @@
+"""The unified data model: every source emits these tables, and only through this module.
+
+Rows are plain dicts while a source builds them; `batch()` turns a page of rows into a
+pyarrow table with the contract's types (BIGINT sizes, UTC timestamps) and `emit()` marks it
+for its table with the table's dlt hints. Arrow tables skip dlt's per-row normalisation, which
+is the difference between ~1k and ~38k images/s (shared/reference/dlt-notes.md).
+
+Fields a table does not know are kept: they become extra columns whose type is inferred
+(nested values as JSON text), so a new API field shows up as a new column instead of vanishing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+
+import dlt
+import pyarrow as pa
+
+PROVIDERS = ("ecr", "yandex", "ncp", "swr", "oci")
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+# dlt column hints per arrow type (dlt would infer them, but spelling them out keeps the
+# destination schema identical whatever the first page happened to contain).
+_DLT_TYPES = {
+    pa.string(): "text",
+    pa.int64(): "bigint",
+    pa.bool_(): "bool",
+    TIMESTAMP: "timestamp",
+}
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the contract: its columns, keys and how dlt writes it."""
+
+    name: str
+    columns: Sequence[tuple]  # (name, arrow type)
+    primary_key: Sequence[str] = ()
+    write_disposition: Any = "merge"
+    description: str = ""
+    extra_hints: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema(
+            [pa.field(name, typ, nullable=name not in self.primary_key) for name, typ in self.columns]
+        )
+
+    @property
+    def column_names(self) -> List[str]:
+        return [name for name, _ in self.columns]
+
+    def dlt_columns(self) -> Dict[str, Dict[str, Any]]:
+        cols: Dict[str, Dict[str, Any]] = {}
+        for name, typ in self.columns:
+            col: Dict[str, Any] = {"name": name, "data_type": _DLT_TYPES[typ]}
+            col["nullable"] = name not in self.primary_key
+            if typ == TIMESTAMP:
+                col["timezone"] = True
+                col["precision"] = 6
+            cols[name] = col
+        return cols
+
+    def hints(self) -> Any:
+        return dlt.mark.make_hints(
+            table_name=self.name,
+            write_disposition=self.write_disposition,
+            primary_key=list(self.primary_key) or None,
+            columns=self.dlt_columns(),
+            **self.extra_hints,
+        )
+
+
+S, I, B, T = pa.string(), pa.int64(), pa.bool_(), TIMESTAMP
+_REPO_KEY = ("provider", "registry", "repository")
+
+REPOSITORIES = Table(
+    "repositories",
+    [
+        ("provider", S), ("registry", S), ("repository", S),
+        ("created_at", T), ("updated_at", T), ("image_count", I), ("pull_count", I),
+        ("size_bytes", I), ("description", S),
+    ],
+    primary_key=_REPO_KEY,
+    description="One row per repository.",
+)
+
+IMAGES = Table(
+    "images",
+    [
+        ("provider", S), ("registry", S), ("repository", S), ("digest", S),
+        ("media_type", S), ("artifact_media_type", S), ("size_bytes", I), ("created_at", T),
+        ("last_pulled_at", T), ("pull_count", I), ("config_digest", S), ("config_size_bytes", I),
+        ("config_media_type", S), ("platform_os", S), ("platform_arch", S), ("platform_variant", S),
+        ("layer_count", I), ("child_count", I), ("status", S),
+    ],
+    primary_key=_REPO_KEY + ("digest",),
+    description="One row per manifest (by digest) in a repository; size_bytes as the registry reports it.",
+)
+
+IMAGE_LAYERS = Table(
+    "images__layers",
+    [
+        ("provider", S), ("registry", S), ("repository", S), ("image_digest", S), ("position", I),
+        ("digest", S), ("size_bytes", I), ("media_type", S),
+    ],
+    primary_key=_REPO_KEY + ("image_digest", "position"),
+    description="Layers of a manifest, in manifest order (position 0 is the base layer).",
+)
+
+IMAGE_MANIFESTS = Table(
+    "images__manifests",
+    [
+        ("provider", S), ("registry", S), ("repository", S), ("image_digest", S), ("position", I),
+        ("digest", S), ("media_type", S), ("platform_os", S), ("platform_arch", S),
+        ("platform_variant", S), ("size_bytes", I),
+    ],
+    primary_key=_REPO_KEY + ("image_digest", "position"),
+    description="Child manifests of an index / manifest list, in index order.",
+)
+
+# Tags are a snapshot merged with scd2. Each run also emits one "scope" marker row per unit it
+# read in full (a whole registry, or one repository when the run is filtered). The markers never
+# reach the table (`source_filter`), but `destination_scope` uses them so that a run retires only
+# rows inside what it read: a partial run leaves the rest of the history alone, and a repository
+# whose tags all vanished (or that vanished itself) is still closed by a full run.
+TAG_SCOPE = (
+    "({table}.provider, {table}.registry) IN"
+    " (SELECT provider, registry FROM {staging_table} WHERE scope = 'registry')"
+    " OR ({table}.provider, {table}.registry, {table}.repository) IN"
+    " (SELECT provider, registry, repository FROM {staging_table} WHERE scope = 'repository')"
+)
+
+TAGS = Table(
+    "tags",
+    [
+        ("tag_key", S), ("provider", S), ("registry", S), ("repository", S), ("tag", S),
+        ("digest", S), ("scope", S), ("tag_version", S),
+    ],
+    write_disposition={
+        "disposition": "merge",
+        "strategy": "scd2",
+        "validity_column_names": ["valid_from", "valid_to"],
+        # our own version hash: one key column that cannot collide (dlt joins compound keys
+        # without a separator) and that arrow tables can carry without dlt hashing rows
+        "row_version_column_name": "tag_version",
+        "source_filter": "tag IS NOT NULL",
+        "destination_scope": TAG_SCOPE,
+    },
+    description="Tag -> digest with history: valid_to NULL is the current mapping.",
+)
+
+LOAD_PROBLEMS = Table(
+    "load_problems",
+    [
+        ("provider", S), ("registry", S), ("repository", S), ("call", S), ("object", S),
+        ("reason", S), ("seen_at", T),
+    ],
+    write_disposition="append",
+    description="Records loaded only in part, with the call and the reason.",
+)
+
+UNIFIED_TABLES = (REPOSITORIES, IMAGES, IMAGE_LAYERS, IMAGE_MANIFESTS, TAGS, LOAD_PROBLEMS)
+
+
+def provider_table(name: str, key: Sequence[str], columns: Sequence[tuple]) -> Table:
+    """A provider's own table (`ecr_images`, …) for the fields the unified tables lack."""
+    return Table(name, list(columns), primary_key=tuple(key))
+
+
+def tag_key(provider: str, registry: str, repository: str, tag: str) -> str:
+    """The single history key: JSON of the four parts, so no two tuples share a key."""
+    return json.dumps([provider, registry, repository, tag], separators=(",", ":"))
+
+
+def tag_row(provider: str, registry: str, repository: str, tag: str, digest: str) -> Dict[str, Any]:
+    key = tag_key(provider, registry, repository, tag)
+    return {
+        "tag_key": key,
+        "provider": provider,
+        "registry": registry,
+        "repository": repository,
+        "tag": tag,
+        "digest": digest,
+        "scope": None,
+        "tag_version": _version(key, digest),
+    }
+
+
+def scope_marker(provider: str, registry: str, repository: Optional[str] = None) -> Dict[str, Any]:
+    """Marks a registry (or one repository) as read in full by this run: see TAG_SCOPE."""
+    scope = "repository" if repository is not None else "registry"
+    return {
+        "tag_key": None,
+        "provider": provider,
+        "registry": registry,
+        "repository": repository,
+        "tag": None,
+        "digest": None,
+        "scope": scope,
+        "tag_version": _version(scope, provider, registry, repository),
+    }
+
+
+def _version(*parts: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()[:32]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str, sort_keys=True)
+    return value
+
+
+def batch(table: Table, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """Build one arrow table of `table` from dict rows; unknown keys become extra columns."""
+    rows = list(rows)
+    known = table.column_names
+    data = {name: [row.get(name) for row in rows] for name in known}
+    arrays = [pa.array(data[name], type=typ) for name, typ in table.columns]
+    fields = list(table.arrow_schema)
+    extra_names: List[str] = []
+    for row in rows:
+        for key in row:
+            if key not in data and key not in extra_names:
+                extra_names.append(key)
+    for name in extra_names:
+        values = [_jsonable(row.get(name)) for row in rows]
+        try:
+            arr = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arr = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+        if pa.types.is_null(arr.type):
+            continue  # a column nobody filled tells dlt nothing
+        arrays.append(arr)
+        fields.append(pa.field(name, arr.type))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def emit(table: Table, rows: Iterable[Mapping[str, Any]]) -> Any:
+    """A page of rows as an arrow table marked for `table` (to `yield` from a resource)."""
+    return dlt.mark.with_hints(batch(table, rows), table.hints())
+
+
+class Rows:
+    """Collects rows per table while a source maps one page; `emit_all()` yields them."""
+
+    def __init__(self) -> None:
+        self._rows: Dict[str, List[Mapping[str, Any]]] = {}
+        self._tables: Dict[str, Table] = {}
+
+    def add(self, table: Table, row: Mapping[str, Any]) -> None:
+        self._tables[table.name] = table
+        self._rows.setdefault(table.name, []).append(row)
+
+    def extend(self, table: Table, rows: Iterable[Mapping[str, Any]]) -> None:
+        for row in rows:
+            self.add(table, row)
+
+    def count(self, table: Table) -> int:
+        return len(self._rows.get(table.name, ()))
+
+    def emit_all(self) -> Iterable[Any]:
+        for name, rows in self._rows.items():
+            if rows:
+                yield emit(self._tables[name], rows)
+        self._rows.clear()

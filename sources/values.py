@@ -1,0 +1,102 @@
+"""Turning API values into the contract's types: BIGINT sizes and UTC timestamps.
+
+APIs send sizes as numbers or int64 strings, and times as RFC 3339 with 0-9 fractional digits,
+epoch seconds or epoch milliseconds. Each converter returns None for a missing value and raises
+`BadValue` for one it cannot read, so the caller can record the problem and load the rest.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+
+class BadValue(ValueError):
+    """A value an API sent that does not have the type it should."""
+
+
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?\s*(Z|z|[+-]\d{2}:?\d{2}|UTC)?$"
+)
+
+# epoch values above this are milliseconds (1e11 s is the year 5138)
+_EPOCH_MS_THRESHOLD = 100_000_000_000
+
+
+def to_int(value: Any) -> Optional[int]:
+    """A size or count: int, or a string of digits (int64 strings); bools are refused."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise BadValue(f"expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    raise BadValue(f"expected an integer, got {value!r}")
+
+
+def to_time(value: Any) -> Optional[datetime]:
+    """A UTC datetime from RFC 3339 (nanoseconds cut to microseconds), epoch s or epoch ms."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+    if isinstance(value, bool):
+        raise BadValue(f"expected a time, got {value!r}")
+    if isinstance(value, (int, float)):
+        return _from_epoch(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"-?\d+(\.\d+)?", text):
+            return _from_epoch(float(text) if "." in text else int(text))
+        match = _RFC3339.match(text)
+        if match:
+            return _from_rfc3339(match, value)
+    raise BadValue(f"expected a time, got {value!r}")
+
+
+def _from_epoch(number: float) -> datetime:
+    if abs(number) >= _EPOCH_MS_THRESHOLD:
+        # integer arithmetic keeps milliseconds exact
+        if isinstance(number, int):
+            seconds, millis = divmod(number, 1000)
+            return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=millis * 1000)
+        number = number / 1000
+    try:
+        return datetime.fromtimestamp(number, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise BadValue(f"epoch time out of range: {number!r}") from exc
+
+
+def _from_rfc3339(match: "re.Match[str]", original: str) -> datetime:
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    micros = int((fraction or "0")[:6].ljust(6, "0"))
+    try:
+        stamp = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micros)
+    except ValueError as exc:
+        raise BadValue(f"expected a time, got {original!r}") from exc
+    if zone in (None, "Z", "z", "UTC"):
+        return stamp.replace(tzinfo=timezone.utc)
+    sign = 1 if zone[0] == "+" else -1
+    digits = zone[1:].replace(":", "")
+    offset_minutes = sign * (int(digits[:2]) * 60 + int(digits[2:]))
+    from datetime import timedelta
+
+    return (stamp - timedelta(minutes=offset_minutes)).replace(tzinfo=timezone.utc)
+
+
+def to_text(value: Any) -> Optional[str]:
+    """A string column: scalars as text, anything else refused."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise BadValue(f"expected text, got {type(value).__name__}")
