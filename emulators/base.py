@@ -7,7 +7,10 @@ A registry emulator subclasses `Emulator`, names the operation of each request i
 registry's own error shape (`throttle_response()`, `server_error_response()`).
 
 Every emulator also answers `GET /_emulator/counters` (JSON) so that a process that did not
-start it (the CLI, a benchmark) can read its counters, and `POST /_emulator/reset-counters`.
+start it (the CLI, a benchmark) can read its counters, `POST /_emulator/reset-counters`,
+`POST /_emulator/mutate` (`{"move_tags": n, "delete_tags": n, "push_images": n}`: changes the
+served inventory as users would between two loads) and `POST /_emulator/faults` (new `Faults`
+fields, e.g. `{"latency_ms": 20}`).
 """
 
 from __future__ import annotations
@@ -132,6 +135,24 @@ class Emulator:
         host, port = self.address
         return f"http://{host}:{port}"
 
+    def mutate(self, changes: Dict[str, int]) -> Dict[str, int]:
+        """Apply inventory mutations (`move_tags`, `delete_tags`, `push_images`: counts) to the
+        served `self.inventory`; returns how many of each were made."""
+        inventory = getattr(self, "inventory", None)
+        if inventory is None:
+            raise ValueError(f"the {self.name} emulator serves no inventory")
+        done: Dict[str, int] = {}
+        with self._lock:
+            for kind in ("move_tags", "delete_tags", "push_images"):
+                count = int(changes.get(kind) or 0)
+                if count:
+                    done[kind] = len(getattr(inventory, kind)(count))
+            self.inventory_changed()
+        return done
+
+    def inventory_changed(self) -> None:
+        """Called after the inventory changed: subclasses drop what they cached from it."""
+
     def reset_counters(self) -> None:
         with self._lock:
             self.counters.clear()
@@ -187,6 +208,21 @@ class Emulator:
         if request.path == "/_emulator/reset-counters" and request.method == "POST":
             self.reset_counters()
             return Response(200, {"ok": True})
+        if request.path == "/_emulator/mutate" and request.method == "POST":
+            try:
+                return Response(200, {"changed": self.mutate(request.json())})
+            except (ValueError, TypeError) as exc:
+                return Response(400, {"message": str(exc)})
+        if request.path == "/_emulator/faults" and request.method == "POST":
+            try:
+                changes = request.json()
+                for key, value in changes.items():
+                    if not hasattr(self.faults, key):
+                        raise ValueError(f"unknown fault {key!r}")
+                    setattr(self.faults, key, type(getattr(self.faults, key))(value))
+            except (ValueError, TypeError, AttributeError) as exc:
+                return Response(400, {"message": str(exc)})
+            return Response(200, {"faults": vars(self.faults)})
         return Response(404, {"message": "unknown control path"})
 
 

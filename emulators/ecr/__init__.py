@@ -72,6 +72,29 @@ class EcrEmulator(Emulator):
         self.credentials = credentials if credentials is not None else {DEMO_ACCESS_KEY: DEMO_SECRET_KEY}
         self.verify_signatures = verify_signatures
         self.archived: set = set()  # digests whose imageStatus is ARCHIVED
+        # answers derived from the inventory, built on first use and dropped when it changes:
+        # a large inventory is served at the client's pace, not at the cost of re-deriving them
+        self._cache: Dict[Any, Any] = {}
+
+    def inventory_changed(self) -> None:
+        self._cache = {}
+
+    def _derived(self, repo: Repository) -> Dict[Any, Any]:
+        """What this emulator derived from `repo` (tag index, listings, details), rebuilt when
+        the repository changed: through `/_emulator/mutate` or by a test mutating the inventory."""
+        archived = hash(frozenset(self.archived)) if self.archived else 0
+        stamp = (len(repo.images), hash(frozenset(repo.tags.items())), archived)
+        entry = self._cache.get(id(repo))
+        if entry is None or entry[0] != stamp or entry[1] is not repo:
+            index: Dict[str, List[str]] = {}
+            for tag in sorted(repo.tags):
+                index.setdefault(repo.tags[tag], []).append(tag)
+            entry = self._cache[id(repo)] = (stamp, repo, {"tags": index})
+        return entry[2]
+
+    def _tags_of(self, repo: Repository, digest: str) -> List[str]:
+        """`repo.tags_of`, from an index (that one scans all tags on each call)."""
+        return self._derived(repo)["tags"].get(digest, [])
 
     # ---- protocol
     def operation(self, request: Request) -> str:
@@ -225,12 +248,20 @@ class EcrEmulator(Emulator):
         tag_status = filters.get("tagStatus") or "ANY"
         if tag_status not in ("TAGGED", "UNTAGGED", "ANY"):
             raise AwsError(400, "InvalidParameterException", f"Invalid tagStatus {tag_status!r}")
+        image_status = filters.get("imageStatus")
+        derived = self._derived(repo)
+        key = ("listing", tag_status, image_status)
+        if key not in derived:
+            derived[key] = self._build_listing(repo, derived["tags"], tag_status, image_status)
+        return derived[key]
+
+    def _build_listing(self, repo: Repository, tag_index: Dict[str, List[str]], tag_status: str, image_status: Optional[str]) -> List[Dict[str, str]]:
         ids: List[Dict[str, str]] = []
         for digest in sorted(repo.images):
             image = repo.images[digest]
-            if not self._status_ok(image, filters.get("imageStatus")):
+            if not self._status_ok(image, image_status):
                 continue
-            tags = repo.tags_of(digest)
+            tags = tag_index.get(digest, [])
             if tags and tag_status in ("TAGGED", "ANY"):
                 ids.extend({"imageDigest": digest, "imageTag": tag} for tag in tags)
             elif not tags and tag_status in ("UNTAGGED", "ANY"):
@@ -253,7 +284,15 @@ class EcrEmulator(Emulator):
             return None
         return image
 
-    def _detail(self, region: str, repo: Repository, image: Image) -> Dict[str, Any]:
+    def _detail(self, region: str, repo: Repository, image: Image, derived: Optional[Dict[Any, Any]] = None) -> Dict[str, Any]:
+        derived = derived if derived is not None else self._derived(repo)
+        details = derived.setdefault("details", {})
+        detail = details.get(image.digest)
+        if detail is None:
+            detail = details[image.digest] = self._build_detail(repo, image, derived["tags"])
+        return detail
+
+    def _build_detail(self, repo: Repository, image: Image, tag_index: Dict[str, List[str]]) -> Dict[str, Any]:
         detail: Dict[str, Any] = {
             "registryId": self.account,
             "repositoryName": repo.name,
@@ -263,7 +302,7 @@ class EcrEmulator(Emulator):
             "imageManifestMediaType": image.media_type,
             "imageStatus": self._status(image),
         }
-        tags = repo.tags_of(image.digest)
+        tags = tag_index.get(image.digest)
         if tags:
             detail["imageTags"] = tags
         if image.config is not None:
@@ -291,16 +330,19 @@ class EcrEmulator(Emulator):
                 if image is None:
                     raise AwsError(400, "ImageNotFoundException", f"The image with imageId {json.dumps(image_id)} does not exist within the repository with name '{repo.name}'")
                 found.append(image)
-            return {"imageDetails": [self._detail(region, repo, image) for image in found]}
+            derived = self._derived(repo)
+            return {"imageDetails": [self._detail(region, repo, image, derived) for image in found]}
         filters = body.get("filter") or {}
+        derived = self._derived(repo)
+        tag_index = derived["tags"]
         images = [
             repo.images[d]
             for d in sorted(repo.images)
             if self._status_ok(repo.images[d], filters.get("imageStatus"))
-            and (filters.get("tagStatus") in (None, "ANY") or (filters["tagStatus"] == "TAGGED") == bool(repo.tags_of(d)))
+            and (filters.get("tagStatus") in (None, "ANY") or (filters["tagStatus"] == "TAGGED") == bool(tag_index.get(d)))
         ]
         page, token = self._page(images, body, 1000, f"describe/{region}/{repo.name}/{json.dumps(filters, sort_keys=True)}")
-        return {"imageDetails": [self._detail(region, repo, i) for i in page], **({"nextToken": token} if token else {})}
+        return {"imageDetails": [self._detail(region, repo, i, derived) for i in page], **({"nextToken": token} if token else {})}
 
     def op_BatchGetImage(self, region: str, body: Dict[str, Any]) -> Dict[str, Any]:
         repo = self._repository(region, body)
