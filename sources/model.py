@@ -308,6 +308,18 @@ class Rows:
     def count(self, table: Table) -> int:
         return len(self._rows.get(table.name, ()))
 
+    def merge(self, other: "Rows") -> None:
+        """Take over `other`'s rows, so that small units of work (one repository each) leave as
+        a few large arrow tables: dlt's cost is per yielded item as much as per row."""
+        for name, rows in other._rows.items():
+            if rows:
+                self._tables[name] = other._tables[name]
+                self._rows.setdefault(name, []).extend(rows)
+        other._rows.clear()
+
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self._rows.values())
+
     def emit_all(self) -> Iterable[Any]:
         for name, rows in self._rows.items():
             if rows:

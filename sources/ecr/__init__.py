@@ -16,7 +16,7 @@ from dlt.sources import DltResource
 
 from ..concurrency import map_bounded
 from ..errors import ConfigError
-from ..model import TAGS, emit, scope_marker
+from ..model import TAGS, Rows, emit, scope_marker
 from ..state import KnownImages
 from ..values import as_list
 from .helpers import EcrApi, RepositoryLoader, registry_of
@@ -24,6 +24,7 @@ from .settings import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_MODE,
+    EMIT_ROWS,
     IMAGE_STATUSES,
     PROVIDER,
     TAG_STATUSES,
@@ -108,13 +109,17 @@ def ecr_source(
             return
         known.of("", "")  # read what is loaded once, here, before the worker threads start
 
-        def load(repo: Dict[str, Any]) -> List[Any]:
+        def collect(repo: Dict[str, Any]) -> Rows:
             loader = RepositoryLoader(
                 repo.pop("_api"), known.of, tag_status, image_status, tags_complete and bool(repository_filter)
             )
-            return loader.load(repo)
+            return loader.collect(repo)
 
-        for tables in map_bounded(load, repos, concurrency):
-            yield from tables
+        pending = Rows()
+        for rows in map_bounded(collect, repos, concurrency):
+            pending.merge(rows)
+            if len(pending) >= EMIT_ROWS:
+                yield from pending.emit_all()
+        yield from pending.emit_all()
 
     return repository_list, images

@@ -15,6 +15,9 @@ IMAGE_STATUSES = ("ACTIVE", "ARCHIVED", "ACTIVATING", "ANY")
 DEFAULT_RETRY_MODE = "standard"
 DEFAULT_MAX_ATTEMPTS = 10
 DEFAULT_CONCURRENCY = 8
+# rows gathered across repositories before they are yielded as arrow tables (dlt's cost per
+# yielded table is about a millisecond; 50,000 rows are a few tens of MB as dicts)
+EMIT_ROWS = 50_000
 
 ACCEPTED_MEDIA_TYPES = [
     "application/vnd.docker.distribution.manifest.v1+json",

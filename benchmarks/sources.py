@@ -1,0 +1,35 @@
+"""What the benchmark knows per source: adding a source is one entry in `BENCH_SOURCES`.
+
+A source needs an emulator in `pipelines.catalog.PROVIDERS` whose `start_demo(inventory=…,
+faults=…)` accepts a generated inventory, and a naive baseline in `benchmarks/baselines/`:
+`run(duckdb_path) -> {table: rows}` making the same calls one after another (the emulator
+is pointed at through the same environment variables as the source).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Tuple
+
+
+@dataclass(frozen=True)
+class BenchSource:
+    name: str  # the provider name in pipelines.catalog
+    registries: Tuple[str, ...]  # inventory registry names (ECR: regions)
+    baseline: str  # "module:function" of the naive baseline
+    # calls made once per image or per batch of images: a no-op rerun must make none
+    detail_operations: Tuple[str, ...] = ()
+    source_options: Dict[str, Any] = field(default_factory=dict)
+
+
+BENCH_SOURCES: Dict[str, BenchSource] = {
+    s.name: s
+    for s in (
+        BenchSource(
+            "ecr",
+            registries=("us-east-1",),
+            baseline="benchmarks.baselines.ecr:run",
+            detail_operations=("DescribeImages", "BatchGetImage"),
+        ),
+    )
+}
