@@ -18,6 +18,7 @@ from ..errors import ApiError, AuthError, BadResponseError, ConfigError, NotFoun
 from ..manifests import ManifestError, parse_manifest
 from ..model import REPOSITORIES, TAGS, Rows, scope_marker, tag_row
 from ..values import BadValue, to_int, to_time
+from .parser import CompiledParserFactory
 from .settings import (
     ACCEPTED_MEDIA_TYPES,
     AUTH_CODES,
@@ -45,9 +46,12 @@ def utc_timestamp(value: Any) -> datetime:
 
 
 def botocore_session() -> botocore.session.Session:
-    """A botocore session whose clients parse timestamps with `utc_timestamp`."""
+    """A botocore session whose clients parse answers with `CompiledJSONParser` and
+    timestamps with `utc_timestamp` (same results as botocore's, a fraction of the CPU)."""
     session = botocore.session.get_session()
-    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=utc_timestamp)
+    factory = CompiledParserFactory()
+    factory.set_parser_defaults(timestamp_parser=utc_timestamp)
+    session.register_component("response_parser_factory", factory)
     return session
 
 
