@@ -13,22 +13,28 @@ import hmac
 import json
 import logging
 import re
+import threading
+from collections import Counter
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Set, Tuple
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import requests
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from requests.auth import AuthBase
 
-from sources import model
-from sources.errors import BadResponseError, redact
-from sources.http import describe_json_error
-from sources.manifests import DOCKER_MANIFEST_LIST, ManifestError, parse_manifest
-from sources.values import BadValue, to_int, to_time
+from .. import model
+from ..errors import BadResponseError, NotFoundError, redact
+from ..http import build_client, describe_json_error, get_json, paginate
+from ..manifests import DOCKER_MANIFEST_LIST, ManifestError, parse_manifest
+from ..values import BadValue, to_int, to_time
 
 from .settings import (
+    CALL_NAMESPACES,
+    CALL_REPOSITORIES,
     CALL_TAGS,
+    NAMESPACES_PATH,
+    REPOSITORIES_PATH,
     EMPTY_BODY_SHA256,
     PAGE_LIMIT,
     PROJECT_HEADER,
@@ -257,6 +263,78 @@ def tags_path(namespace: str, repository: str) -> str:
     )
 
 
+# ---------------------------------------------------------------- calls
+
+
+class SwrApi:
+    """The three listing calls of one region's SWR endpoint, with errors turned into ours.
+
+    Each worker thread gets its own HTTP client (a requests session is not meant to be shared
+    between threads); all of them count their calls into one counter.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        region: str,
+        auth: AuthBase,
+        counter: Optional[Counter] = None,
+        page_limit: int = PAGE_LIMIT,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.region = region
+        self.auth = auth
+        self.page_limit = page_limit
+        self.counter = counter if counter is not None else Counter()
+        self._counter_lock = threading.Lock()
+        self._local = threading.local()
+
+    @property
+    def host(self) -> str:
+        return REGISTRY_HOST_TEMPLATE.format(region=self.region)
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = build_client(self.base_url, auth=self.auth)
+        return client
+
+    def _count(self, call: str) -> None:
+        with self._counter_lock:
+            self.counter[call] += 1
+
+    def list_namespaces(self) -> List[str]:
+        """Names of the namespaces the credentials can see."""
+        body = get_json(
+            self._client(), NAMESPACES_PATH, provider=PROVIDER, call=CALL_NAMESPACES, registry=self.host,
+            describe=describe_swr_error, counter=self._count,
+        )
+        items = body.get("namespaces") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise BadResponseError(PROVIDER, CALL_NAMESPACES, "the answer has no list 'namespaces'", registry=self.host)
+        return [item["name"] for item in items if isinstance(item, dict) and item.get("name")]
+
+    def _pages(self, path: str, call: str, registry: str, params: Dict[str, Any]) -> Iterator[List[Dict[str, Any]]]:
+        for page in paginate(
+            self._client(), path, provider=PROVIDER, call=call, registry=registry, params=params,
+            paginator=ContentRangePaginator(call, registry, self.page_limit), describe=describe_swr_error,
+            counter=self._count,
+        ):
+            if not all(isinstance(item, dict) for item in page):
+                raise BadResponseError(PROVIDER, call, "the answer is not a JSON array of objects", registry=registry)
+            yield page
+
+    def list_repositories(self, namespace: str) -> Iterator[List[Dict[str, Any]]]:
+        """Pages of a namespace's repository records."""
+        registry = registry_name(self.region, namespace)
+        yield from self._pages(REPOSITORIES_PATH, CALL_REPOSITORIES, registry, {"namespace": namespace})
+
+    def list_tags(self, namespace: str, repository: str) -> Iterator[List[Dict[str, Any]]]:
+        """Pages of a repository's tag records (manifests included)."""
+        registry = registry_name(self.region, namespace)
+        yield from self._pages(tags_path(namespace, repository), CALL_TAGS, f"{registry} repository {repository}", {})
+
+
 # ---------------------------------------------------------------- mapping
 
 REPOSITORY_FIELDS = {
@@ -289,27 +367,16 @@ SWR_TAGS = model.provider_table(
 
 
 class Problems:
-    """Collects what could not be read in a record, as `load_problems` rows."""
+    """Records what could not be read in one repository's records as `load_problems` rows."""
 
-    def __init__(self, registry: str, repository: Optional[str], call: str) -> None:
-        self.registry, self.repository, self.call = registry, repository, call
-        self.rows: List[Dict[str, Any]] = []
+    def __init__(self, rows: model.Rows, registry: str, repository: Optional[str], call: str) -> None:
+        self.rows, self.registry, self.repository, self.call = rows, registry, repository, call
 
     def add(self, obj: str, reason: str) -> None:
-        log.warning("swr %s/%s %s: %s", self.registry, self.repository, obj, reason)
-        self.rows.append(
-            {
-                "provider": PROVIDER,
-                "registry": self.registry,
-                "repository": self.repository,
-                "call": self.call,
-                "object": obj,
-                "reason": redact(reason)[:1000],
-                "seen_at": _utc_now(),
-            }
-        )
+        self.rows.problem(PROVIDER, self.registry, self.repository, self.call, obj, redact(reason)[:1000])
 
     def value(self, convert: Callable[[Any], Any], value: Any, obj: str, what: str) -> Any:
+        """`convert(value)`, or None and a problem row when the value cannot be read."""
         try:
             return convert(value)
         except BadValue as exc:
@@ -374,13 +441,15 @@ def map_tags(
     rows: model.Rows,
     problems: Problems,
     known_digests: Set[str] = frozenset(),  # type: ignore[assignment]
+    emitted: Optional[Set[str]] = None,
 ) -> int:
     """A repository's tag records into `tags`, `swr_tags` and (once per new digest) the image tables.
 
     Returns the number of tags mapped. A record whose manifest is missing or unreadable still
     gives its tag and its image row (size from `size`); the problem goes to `load_problems`.
+    `emitted` carries the digests already mapped across the pages of one repository.
     """
-    emitted: Set[str] = set()
+    emitted = set() if emitted is None else emitted
     count = 0
     for record in records:
         tag = record.get("Tag", record.get("tag"))
@@ -446,12 +515,11 @@ def _map_image(
     problems: Problems,
     obj: str,
 ) -> None:
-    key = {"provider": PROVIDER, "registry": registry, "repository": repository}
-    tag_type = problems.value(to_int, record.get("tag_type"), obj, "tag_type")
     image: Dict[str, Any] = {
-        **key,
+        "provider": PROVIDER,
+        "registry": registry,
+        "repository": repository,
         "digest": digest,
-        "media_type": DOCKER_MANIFEST_LIST if tag_type == 1 else None,
         "size_bytes": problems.value(to_int, record.get("size"), obj, "size"),
         "created_at": problems.value(to_time, record.get("created"), obj, "created"),
     }
@@ -464,30 +532,11 @@ def _map_image(
             manifest = parse_manifest(raw)
         except ManifestError as exc:
             problems.add(obj, f"image {digest}: {exc}; no layers loaded")
-    if manifest is not None:
+    if manifest is None:
+        # all that is left to tell the kind of image: SWR's tag_type (1 = manifest list)
+        if problems.value(to_int, record.get("tag_type"), obj, "tag_type") == 1:
+            image["media_type"] = DOCKER_MANIFEST_LIST
+    else:
         for problem in manifest.problems:
             problems.add(obj, f"image {digest}: {problem}")
-        image["media_type"] = manifest.media_type or image["media_type"]
-        if manifest.artifact_type:
-            image["artifact_media_type"] = manifest.artifact_type
-        if manifest.config is not None:
-            image["config_digest"] = manifest.config.digest
-            image["config_size_bytes"] = manifest.config.size_bytes
-            image["config_media_type"] = manifest.config.media_type
-        image["layer_count"] = len(manifest.layers)
-        image["child_count"] = len(manifest.children)
-        for position, layer in enumerate(manifest.layers):
-            rows.add(
-                model.IMAGE_LAYERS,
-                {**key, "image_digest": digest, "position": position, "digest": layer.digest,
-                 "size_bytes": layer.size_bytes, "media_type": layer.media_type},
-            )
-        for position, child in enumerate(manifest.children):
-            rows.add(
-                model.IMAGE_MANIFESTS,
-                {**key, "image_digest": digest, "position": position, "digest": child.digest,
-                 "media_type": child.media_type, "platform_os": child.platform_os,
-                 "platform_arch": child.platform_arch, "platform_variant": child.platform_variant,
-                 "size_bytes": child.size_bytes},
-            )
-    rows.add(model.IMAGES, image)
+    rows.add_image(image, manifest)
