@@ -38,7 +38,10 @@ def describe_json_error(response: requests.Response) -> str:
 
 def build_session(verify_tls: bool = True) -> requests.Session:
     """A requests session with dlt's retry policy (attempts, backoff, Retry-After)."""
-    session = Client(raise_for_status=False).session
+    client = Client(raise_for_status=False)
+    # a new Client starts from dlt's defaults: read [runtime] request_* (config.toml, env) into it
+    client.configure()
+    session = client.session
     if not verify_tls:
         log.warning("TLS certificate verification is OFF for this source (verify_tls = false)")
         session.verify = False
@@ -104,6 +107,10 @@ def paginate(
     def hook(response: requests.Response, *args: Any, **kwargs: Any) -> None:
         if counter:
             counter(call)
+        if response.status_code == 429 or response.status_code >= 500:
+            # dlt's retry policy retries an HTTPError carrying these statuses (hooks run inside
+            # the retried send); after the last attempt it reaches the except clause below
+            response.raise_for_status()
         check_response(response, provider, call, registry, describe)
 
     try:
@@ -117,6 +124,10 @@ def paginate(
             yield page
     except RegistryError:
         raise
+    except requests.HTTPError as exc:
+        if exc.response is not None:
+            check_response(exc.response, provider, call, registry, describe)
+        raise ApiError(provider, call, f"{type(exc).__name__}: {exc}", registry=registry) from None
     except requests.exceptions.JSONDecodeError as exc:
         raise BadResponseError(provider, call, f"the answer is not JSON ({exc})", registry=registry) from None
     except requests.RequestException as exc:

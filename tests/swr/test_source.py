@@ -1,0 +1,261 @@
+"""The SWR source against the emulator: exact data, paging, incremental reruns, history, faults."""
+
+from __future__ import annotations
+
+import pytest
+
+from emulators.base import Faults, Response
+from emulators.inventory import Inventory
+from emulators.swr import SEED_DIGEST, SEED_NAMESPACE, SEED_REPOSITORY, SEED_SIZE, SwrEmulator, demo_inventory
+from pipelines.cli import _root_cause
+from sources.errors import BadResponseError, NotFoundError
+from tests.support import current_tags, loaded_children, loaded_layers, new_pipeline, query, table_counts, tag_history
+from tests.swr.conftest import (
+    expected_children,
+    expected_images,
+    expected_layers,
+    expected_repositories,
+    expected_tags,
+    load,
+    swr_registry,
+)
+
+
+def loaded_images(pipeline):
+    rows = query(
+        pipeline,
+        "SELECT registry, repository, digest, size_bytes, created_at, media_type, layer_count, child_count"
+        " FROM images WHERE provider = 'swr'",
+    )
+    return {tuple(r[:3]): tuple(r[3:]) for r in rows}
+
+
+def loaded_repositories(pipeline):
+    rows = query(
+        pipeline,
+        "SELECT registry, repository, created_at, updated_at, image_count, pull_count, size_bytes, path"
+        " FROM repositories WHERE provider = 'swr'",
+    )
+    return {tuple(r[:2]): tuple(r[2:]) for r in rows}
+
+
+def tags_table(pipeline):
+    return sorted(query(pipeline, "SELECT registry, repository, tag, digest, valid_from, valid_to FROM tags"))
+
+
+def assert_matches_inventory(pipeline, inventory, emulator):
+    assert loaded_images(pipeline) == expected_images(inventory)
+    assert loaded_layers(pipeline, "swr") == expected_layers(inventory)
+    assert loaded_children(pipeline, "swr") == expected_children(inventory)
+    assert current_tags(pipeline, "swr") == expected_tags(inventory)
+    assert loaded_repositories(pipeline) == expected_repositories(inventory, emulator)
+
+
+def test_acceptance_size_is_exact_and_includes_the_seed_record(tmp_path, swr_env):
+    inventory = demo_inventory()
+    counts = inventory.counts()
+    assert (len(inventory.registries), counts["repositories"], counts["tags"]) == (3, 60, 2000)
+    emulator = swr_env(inventory)
+    pipeline = new_pipeline(tmp_path)
+    _, counter = load(pipeline)
+    assert_matches_inventory(pipeline, inventory, emulator)
+    assert query(pipeline, "SELECT count(*) FROM tags WHERE valid_to IS NULL")[0][0] == 2000
+    assert query(pipeline, "SELECT count(*) FROM repositories")[0][0] == 60
+    # seed 004: the documentation's example record, byte for byte
+    registry = swr_registry(SEED_NAMESPACE)
+    assert query(
+        pipeline,
+        "SELECT size_bytes, config_digest, config_size_bytes, layer_count FROM images WHERE registry = %s AND repository = %s AND digest = %s",
+        registry, SEED_REPOSITORY, SEED_DIGEST,
+    ) == [(SEED_SIZE, "sha256:741f24a795d6d93d7c6edd11780d63c13e16c39615dd9d223378a57a836f2ee6", 1862, 2)]
+    assert query(
+        pipeline,
+        "SELECT position, digest, size_bytes FROM images__layers WHERE repository = %s ORDER BY position",
+        SEED_REPOSITORY,
+    ) == [
+        (0, "sha256:8ac8bfaff55af948c796026ee867448c5b5b5d9dd3549f4006d9759b25d4a893", 1292800),
+        (1, "sha256:77ddbf3a9fe11e81761a0f9df43a28e3e6f29bbb53c0c8cf71cd7efa69729aed", 10240),
+    ]
+    assert current_tags(pipeline, "swr")[(registry, SEED_REPOSITORY, "latest")] == SEED_DIGEST
+    # {registry}/{repository}:{tag} is SWR's own pull path
+    pulls = query(pipeline, "SELECT t.registry || '/' || t.repository || ':' || t.tag, s.path FROM tags t"
+                            " JOIN swr_tags s USING (registry, repository, tag) WHERE t.valid_to IS NULL")
+    assert pulls and all(reference == path for reference, path in pulls)
+    # one listing page per namespace, one tag page per repository
+    assert dict(emulator.counters) == {"list_namespaces": 1, "list_repositories": 3, "list_tags": 60}
+    assert counter == emulator.counters
+    assert query(pipeline, "SELECT count(*) FROM swr_repositories")[0][0] == 60
+
+
+def test_paging_reads_every_page_and_checks_content_range(tmp_path, swr_env):
+    inventory = Inventory(seed=3, registries=("ns-one", "ns-two"), repositories=15, images=90)
+    emulator = swr_env(inventory)
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline, page_limit=4)
+    assert_matches_inventory(pipeline, inventory, emulator)
+    pages = lambda n: max(1, -(-n // 4))  # noqa: E731 - no empty page past the announced total
+    assert emulator.counters["list_repositories"] == sum(pages(len(r)) for r in inventory.registries.values())
+    assert emulator.counters["list_tags"] == sum(pages(len(r.tags)) for r in inventory.repositories())
+    assert max(len(r.tags) for r in inventory.repositories()) > 8  # several tag pages were needed
+
+
+class OverstatingEmulator(SwrEmulator):
+    """Announces one record more than it serves: a gap the client must not accept."""
+
+    def _page(self, request, records):
+        response = super()._page(request, records)
+        first, rest = response.headers["Content-Range"].split("/")
+        response.headers["Content-Range"] = f"{first}/{int(rest) + 1}"
+        return response
+
+
+class OffsetIgnoringEmulator(SwrEmulator):
+    """Serves the first page whatever offset is asked: paging would repeat records forever."""
+
+    def _page(self, request, records):
+        limit = int(request.param("limit") or len(records))
+        return Response(200, records[:limit], {"Content-Range": f"0-{len(records[:limit])}/{len(records)}"})
+
+
+@pytest.mark.parametrize("emulator_class,message", [(OverstatingEmulator, "announced"), (OffsetIgnoringEmulator, "starts at")])
+def test_content_range_disagreeing_with_the_records_is_an_error(tmp_path, swr_env, emulator_class, message):
+    swr_env(Inventory(seed=3, registries=("ns-one",), repositories=6, images=20), emulator_class=emulator_class)
+    with pytest.raises(Exception) as info:
+        load(new_pipeline(tmp_path), page_limit=4)
+    error = _root_cause(info.value)
+    assert isinstance(error, BadResponseError) and message in str(error)
+    assert "list_repositories" in str(error)
+
+
+def test_rerun_reads_tags_of_changed_repositories_only_and_keeps_history(tmp_path, swr_env):
+    inventory = Inventory(seed=5, registries=("ns-a", "ns-b"), repositories=10, images=200)
+    emulator = swr_env(inventory)
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline)
+    first_images = loaded_images(pipeline)
+    before = {row[:3]: row for row in tags_table(pipeline)}
+
+    moves = inventory.move_tags(4)
+    deletes = inventory.delete_tags(3)
+    pushes = inventory.push_images(2)
+    changed = {(r.registry, r.name) for r, *_ in moves} | {(r.registry, r.name) for r, *_ in deletes}
+    changed |= {(r.registry, r.name) for r, _ in pushes}
+    assert 0 < len(changed) < 10
+    emulator.reset_counters()
+    load(pipeline)
+    assert dict(emulator.counters) == {"list_namespaces": 1, "list_repositories": 2, "list_tags": len(changed)}
+    assert current_tags(pipeline, "swr") == expected_tags(inventory)
+    # images stay once loaded (digests are immutable); new ones are added
+    assert loaded_images(pipeline) == {**first_images, **expected_images(inventory)}
+    assert loaded_repositories(pipeline) == expected_repositories(inventory, emulator)
+
+    history = tag_history(pipeline, "swr")
+    deleted = {(r.name, t) for r, t, _ in deletes}
+    for repo, tag, old, new in moves:
+        if (repo.name, tag) not in deleted:
+            assert history[(swr_registry(repo.registry), repo.name, tag)] == [(old, False), (new, True)]
+    for repo, tag, _ in deletes:
+        assert all(not is_open for _, is_open in history[(swr_registry(repo.registry), repo.name, tag)])
+    # the history of repositories whose tags were not read is untouched, row for row
+    after = {row[:3]: row for row in tags_table(pipeline)}
+    for key, row in before.items():
+        namespace = key[0].rsplit("/", 1)[1]
+        if (namespace, key[1]) not in changed:
+            assert after[key] == row
+
+    # nothing changed: listings only, no tag call, no new row anywhere
+    snapshot, counts = tags_table(pipeline), table_counts(pipeline)
+    emulator.reset_counters()
+    load(pipeline)
+    assert dict(emulator.counters) == {"list_namespaces": 1, "list_repositories": 2}
+    assert tags_table(pipeline) == snapshot
+    assert table_counts(pipeline) == counts
+
+
+def test_a_vanished_repository_has_its_tags_closed(tmp_path, swr_env):
+    inventory = Inventory(seed=9, registries=("ns-a",), repositories=4, images=30)
+    emulator = swr_env(inventory)
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline)
+    gone = sorted(inventory.registries["ns-a"])[0]
+    del inventory.registries["ns-a"][gone]
+    emulator.reset_counters()
+    load(pipeline)
+    assert emulator.counters["list_tags"] == 0
+    assert query(pipeline, "SELECT count(*) FROM tags WHERE repository = %s AND valid_to IS NULL", gone)[0][0] == 0
+    assert query(pipeline, "SELECT count(*) FROM tags WHERE repository = %s", gone)[0][0] > 0
+    assert current_tags(pipeline, "swr") == expected_tags(inventory)
+
+
+class BrokenManifestEmulator(SwrEmulator):
+    """Serves an unreadable manifest for one digest and none at all for another."""
+
+    broken: dict = {}
+
+    def _tag_record(self, repo, tag):
+        record = super()._tag_record(repo, tag)
+        fault = self.broken.get(record["digest"])
+        if fault == "invalid":
+            record["manifest"] = '{"schemaVersion": 2, "layers": ['
+        elif fault == "missing":
+            del record["manifest"]
+        return record
+
+
+def test_a_tag_with_a_bad_manifest_still_loads_its_tag_and_image(tmp_path, swr_env):
+    inventory = Inventory(seed=12, registries=("ns-a",), repositories=3, images=30)
+    singles = [
+        (repo, digest) for repo in inventory.repositories() for digest in sorted(set(repo.tags.values()))
+        if not repo.images[digest].is_index
+    ]
+    (repo1, invalid), (repo2, missing) = singles[0], singles[-1]
+    BrokenManifestEmulator.broken = {invalid: "invalid", missing: "missing"}
+    emulator = swr_env(inventory, emulator_class=BrokenManifestEmulator)
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline)
+
+    images = expected_images(inventory)
+    layers = expected_layers(inventory)
+    for repo, digest in ((repo1, invalid), (repo2, missing)):
+        key = (swr_registry(repo.registry), repo.name, digest)
+        size, created, *_ = images[key]
+        images[key] = (size, created, None, None, None)  # size and time from the record; no manifest
+        del layers[key]
+    assert loaded_images(pipeline) == images
+    assert loaded_layers(pipeline, "swr") == layers
+    assert current_tags(pipeline, "swr") == expected_tags(inventory)
+    problems = query(pipeline, "SELECT repository, call, object, reason FROM load_problems ORDER BY repository, object")
+    expected_objects = sorted(
+        [(repo1.name, f"{repo1.name}:{t}") for t in repo1.tags_of(invalid)][:1]
+        + [(repo2.name, f"{repo2.name}:{t}") for t in repo2.tags_of(missing)][:1]
+    )
+    assert sorted((r[0], r[2]) for r in problems) == expected_objects
+    assert all(call == "list_tags" for _, call, _, _ in problems)
+    reasons = " ".join(r[3] for r in problems)
+    assert "not valid JSON" in reasons and "no manifest" in reasons
+    assert emulator.counters["list_tags"] == 3
+
+
+def test_faults_do_not_change_the_data(tmp_path, swr_env, monkeypatch):
+    inventory = Inventory(seed=21, registries=("ns-a", "ns-b"), repositories=8, images=120)
+    emulator = swr_env(inventory, Faults(throttle_every=5, error_every=9, drop_every=13, truncate_every=17))
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "10")
+    pipeline = new_pipeline(tmp_path)
+    # one repository at a time: retries then follow each other, so the faults they meet are fixed
+    load(pipeline, page_limit=5, concurrency=1)
+    assert all(emulator.faults_injected[kind] > 0 for kind in ("throttle", "error", "drop", "truncate"))
+    assert_matches_inventory(pipeline, inventory, emulator)
+
+
+def test_configured_namespaces_only_and_unknown_namespace_is_not_found(tmp_path, swr_env):
+    inventory = Inventory(seed=2, registries=("ns-a", "ns-b", "ns-c"), repositories=9, images=40)
+    emulator = swr_env(inventory)
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline, namespaces="ns-b")
+    only_b = {k: v for k, v in expected_tags(inventory).items() if k[0] == swr_registry("ns-b")}
+    assert current_tags(pipeline, "swr") == only_b
+    assert emulator.counters["list_repositories"] == 1
+    with pytest.raises(Exception) as info:
+        load(pipeline, namespaces=["ns-a", "no-such-ns"])
+    error = _root_cause(info.value)
+    assert isinstance(error, NotFoundError) and "no-such-ns" in str(error)
