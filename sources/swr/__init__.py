@@ -27,8 +27,16 @@ from ..errors import ConfigError, NotFoundError, register_secret
 from ..model import TAGS, Rows, emit, scope_marker
 from ..state import KnownImages, RepositoryStamps
 from ..values import as_list
-from .helpers import AkSkAuth, Problems, SwrApi, TokenAuth, map_repository, map_tags, registry_name
-from .settings import API_URL_TEMPLATE, CALL_REPOSITORIES, CALL_TAGS, DEFAULT_CONCURRENCY, PAGE_LIMIT, PROVIDER
+from .helpers import AkSkAuth, BatchRows, Problems, SwrApi, TokenAuth, map_repository, map_tags, registry_name
+from .settings import (
+    API_URL_TEMPLATE,
+    CALL_REPOSITORIES,
+    CALL_TAGS,
+    DEFAULT_CONCURRENCY,
+    EMIT_ROWS,
+    PAGE_LIMIT,
+    PROVIDER,
+)
 
 log = logging.getLogger("registry_etl.swr")
 
@@ -120,13 +128,17 @@ def swr_source(
             return
         known.of("", "")  # read what is loaded once, here, before the worker threads start
 
-        def load(repo: Dict[str, Any]) -> Tuple[List[Any], bool]:
+        def load(repo: Dict[str, Any]) -> Tuple[Rows, bool]:
             return _load_tags(api, repo, known.of(repo["registry"], repo["name"]))
 
-        for repo, (tables, complete) in zip(changed, map_bounded(load, changed, concurrency)):
-            yield from tables
+        batch = BatchRows()
+        for repo, (repo_rows, complete) in zip(changed, map_bounded(load, changed, concurrency)):
+            batch.absorb(repo_rows)
             if complete:  # the stamp moves only with the tags it stands for
                 stamps.remember(repo["registry"], repo["name"], repo["stamp"])
+            if batch.size() >= EMIT_ROWS:
+                yield from batch.emit_all()
+        yield from batch.emit_all()
 
     def _retire_vanished(rows: Rows, namespace: str, names: List[str]) -> None:
         """Close the tags of repositories loaded before that are no longer listed."""
@@ -144,9 +156,9 @@ def swr_source(
     return repository_list, inventory
 
 
-def _load_tags(api: SwrApi, repo: Dict[str, Any], known_digests: set) -> Tuple[List[Any], bool]:
-    """Every tag of one repository as marked arrow tables (its history scope marker included),
-    and whether the tags were read in full."""
+def _load_tags(api: SwrApi, repo: Dict[str, Any], known_digests: set) -> Tuple[Rows, bool]:
+    """Every tag of one repository as rows (its history scope marker included), and whether
+    the tags were read in full."""
     registry, name = repo["registry"], repo["name"]
     rows = Rows()
     problems = Problems(rows, registry, name, CALL_TAGS)
@@ -158,9 +170,9 @@ def _load_tags(api: SwrApi, repo: Dict[str, Any], known_digests: set) -> Tuple[L
         # deleted between the listing and this call: the next listing will not show it
         rows = Rows()
         rows.problem(PROVIDER, registry, name, CALL_TAGS, name, f"repository vanished while loading: {exc.detail}")
-        return list(rows.emit_all()), False
+        return rows, False
     rows.add(TAGS, scope_marker(PROVIDER, registry, name))
-    return list(rows.emit_all()), True
+    return rows, True
 
 
 def _auth(

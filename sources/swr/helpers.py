@@ -366,6 +366,24 @@ SWR_TAGS = model.provider_table(
 )
 
 
+class BatchRows(model.Rows):
+    """Rows of several repositories gathered before they are emitted.
+
+    dlt computes and validates a table's hints for every item a resource yields (~10 ms each),
+    so yielding one arrow table per table per repository costs more than the rows themselves;
+    batching the repositories of a listing page keeps that to a few items per page.
+    """
+
+    def absorb(self, other: model.Rows) -> None:
+        for name, rows in other._rows.items():
+            if rows:
+                self._tables[name] = other._tables[name]
+                self._rows.setdefault(name, []).extend(rows)
+
+    def size(self) -> int:
+        return sum(len(rows) for rows in self._rows.values())
+
+
 class Problems:
     """Records what could not be read in one repository's records as `load_problems` rows."""
 

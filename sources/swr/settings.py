@@ -28,3 +28,6 @@ TOKEN_HEADER = "X-Auth-Token"
 EMPTY_BODY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 DEFAULT_CONCURRENCY = 4
+
+# Rows gathered (over repositories) before they are handed to dlt as arrow tables.
+EMIT_ROWS = 50_000

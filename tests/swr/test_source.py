@@ -140,14 +140,23 @@ def test_rerun_reads_tags_of_changed_repositories_only_and_keeps_history(tmp_pat
     pushes = inventory.push_images(2)
     changed = {(r.registry, r.name) for r, *_ in moves} | {(r.registry, r.name) for r, *_ in deletes}
     changed |= {(r.registry, r.name) for r, _ in pushes}
-    assert 0 < len(changed) < 10
+    # and one untouched repository is deleted altogether
+    gone = next(r for r in sorted(inventory.repositories(), key=lambda r: r.name) if (r.registry, r.name) not in changed)
+    del inventory.registries[gone.registry][gone.name]
+    assert 0 < len(changed) < 9
     emulator.reset_counters()
     load(pipeline)
     assert dict(emulator.counters) == {"list_namespaces": 1, "list_repositories": 2, "list_tags": len(changed)}
     assert current_tags(pipeline, "swr") == expected_tags(inventory)
     # images stay once loaded (digests are immutable); new ones are added
     assert loaded_images(pipeline) == {**first_images, **expected_images(inventory)}
-    assert loaded_repositories(pipeline) == expected_repositories(inventory, emulator)
+    repositories = loaded_repositories(pipeline)
+    assert repositories.pop((swr_registry(gone.registry), gone.name))  # the row stays, as images do
+    assert repositories == expected_repositories(inventory, emulator)
+    # the vanished repository's tags are closed without a call for them
+    closed = query(pipeline, "SELECT count(*), count(valid_to) FROM tags WHERE repository = %s", gone.name)
+    assert closed == [(len(gone.tags), len(gone.tags))]
+    changed.add((gone.registry, gone.name))
 
     history = tag_history(pipeline, "swr")
     deleted = {(r.name, t) for r, t, _ in deletes}
@@ -170,21 +179,6 @@ def test_rerun_reads_tags_of_changed_repositories_only_and_keeps_history(tmp_pat
     assert dict(emulator.counters) == {"list_namespaces": 1, "list_repositories": 2}
     assert tags_table(pipeline) == snapshot
     assert table_counts(pipeline) == counts
-
-
-def test_a_vanished_repository_has_its_tags_closed(tmp_path, swr_env):
-    inventory = Inventory(seed=9, registries=("ns-a",), repositories=4, images=30)
-    emulator = swr_env(inventory)
-    pipeline = new_pipeline(tmp_path)
-    load(pipeline)
-    gone = sorted(inventory.registries["ns-a"])[0]
-    del inventory.registries["ns-a"][gone]
-    emulator.reset_counters()
-    load(pipeline)
-    assert emulator.counters["list_tags"] == 0
-    assert query(pipeline, "SELECT count(*) FROM tags WHERE repository = %s AND valid_to IS NULL", gone)[0][0] == 0
-    assert query(pipeline, "SELECT count(*) FROM tags WHERE repository = %s", gone)[0][0] > 0
-    assert current_tags(pipeline, "swr") == expected_tags(inventory)
 
 
 class BrokenManifestEmulator(SwrEmulator):
@@ -210,7 +204,8 @@ def test_a_tag_with_a_bad_manifest_still_loads_its_tag_and_image(tmp_path, swr_e
     ]
     (repo1, invalid), (repo2, missing) = singles[0], singles[-1]
     BrokenManifestEmulator.broken = {invalid: "invalid", missing: "missing"}
-    emulator = swr_env(inventory, emulator_class=BrokenManifestEmulator)
+    # (and with an IAM token instead of AK/SK)
+    emulator = swr_env(inventory, emulator_class=BrokenManifestEmulator, auth="token")
     pipeline = new_pipeline(tmp_path)
     load(pipeline)
 
