@@ -477,15 +477,17 @@ def map_tags(
             problems.add(obj, "tag record without a tag name; skipped")
             continue
         count += 1
+        size = problems.value(to_int, record.get("size"), obj, "size")
+        created = problems.value(to_time, record.get("created"), obj, "created")
         rows.add(model.TAGS, model.tag_row(PROVIDER, registry, repository, tag, digest))
-        rows.add(SWR_TAGS, _swr_tag(registry, repository, tag, record, problems, obj))
+        rows.add(SWR_TAGS, _swr_tag(registry, repository, tag, record, problems, obj, size, created))
         if not digest:
             problems.add(obj, "tag record without a digest: no image row")
             continue
         if digest in emitted or digest in known_digests:
             continue
         emitted.add(digest)
-        _map_image(registry, repository, digest, record, rows, problems, obj)
+        _map_image(registry, repository, digest, record, rows, problems, obj, size, created)
     return count
 
 
@@ -496,7 +498,14 @@ _TAG_FIELDS_USED = {
 
 
 def _swr_tag(
-    registry: str, repository: str, tag: str, record: Mapping[str, Any], problems: Problems, obj: str
+    registry: str,
+    repository: str,
+    tag: str,
+    record: Mapping[str, Any],
+    problems: Problems,
+    obj: str,
+    size: Optional[int],
+    created: Optional[datetime],
 ) -> Dict[str, Any]:
     row: Dict[str, Any] = {
         "provider": PROVIDER,
@@ -511,10 +520,10 @@ def _swr_tag(
         "tag_type": problems.value(to_int, record.get("tag_type"), obj, "tag_type"),
         "path": _text(record.get("path")),
         "internal_path": _text(record.get("internal_path")),
-        "size_bytes": problems.value(to_int, record.get("size"), obj, "size"),
+        "size_bytes": size,
         "is_trusted": problems.value(_flag, record.get("is_trusted"), obj, "is_trusted"),
         "scanned": problems.value(_flag, record.get("scanned"), obj, "scanned"),
-        "created_at": problems.value(to_time, record.get("created"), obj, "created"),
+        "created_at": created,
         "updated_at": problems.value(to_time, record.get("updated"), obj, "updated"),
         "deleted_at": problems.value(to_time, record.get("deleted"), obj, "deleted"),
     }
@@ -532,14 +541,16 @@ def _map_image(
     rows: model.Rows,
     problems: Problems,
     obj: str,
+    size: Optional[int],
+    created: Optional[datetime],
 ) -> None:
     image: Dict[str, Any] = {
         "provider": PROVIDER,
         "registry": registry,
         "repository": repository,
         "digest": digest,
-        "size_bytes": problems.value(to_int, record.get("size"), obj, "size"),
-        "created_at": problems.value(to_time, record.get("created"), obj, "created"),
+        "size_bytes": size,  # as SWR reports it (config + layers), whatever the manifest says
+        "created_at": created,
     }
     raw = record.get("manifest")
     manifest = None
