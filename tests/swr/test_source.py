@@ -7,7 +7,7 @@ import pytest
 from emulators.base import Faults, Response
 from emulators.inventory import Inventory
 from emulators.swr import SEED_DIGEST, SEED_NAMESPACE, SEED_REPOSITORY, SEED_SIZE, SwrEmulator, demo_inventory
-from pipelines.cli import _root_cause
+from pipelines.cli import _root_cause, main
 from sources.errors import BadResponseError, NotFoundError
 from tests.support import current_tags, loaded_children, loaded_layers, new_pipeline, query, table_counts, tag_history
 from tests.swr.conftest import (
@@ -51,13 +51,17 @@ def assert_matches_inventory(pipeline, inventory, emulator):
     assert loaded_repositories(pipeline) == expected_repositories(inventory, emulator)
 
 
-def test_acceptance_size_is_exact_and_includes_the_seed_record(tmp_path, swr_env):
+def test_acceptance_size_is_exact_and_includes_the_seed_record(tmp_path, swr_env, capsys):
     inventory = demo_inventory()
     counts = inventory.counts()
     assert (len(inventory.registries), counts["repositories"], counts["tags"]) == (3, 60, 2000)
     emulator = swr_env(inventory)
+    # `registry-etl load swr`, as a user runs it
+    code = main(["load", "swr", "--quiet", "--duckdb", str(tmp_path / "registry_etl.duckdb"),
+                 "--pipelines-dir", str(tmp_path / "pipelines")])
+    assert code == 0
+    assert "requests: list_namespaces 1, list_repositories 3, list_tags 60" in capsys.readouterr().out
     pipeline = new_pipeline(tmp_path)
-    _, counter = load(pipeline)
     assert_matches_inventory(pipeline, inventory, emulator)
     assert query(pipeline, "SELECT count(*) FROM tags WHERE valid_to IS NULL")[0][0] == 2000
     assert query(pipeline, "SELECT count(*) FROM repositories")[0][0] == 60
@@ -83,7 +87,6 @@ def test_acceptance_size_is_exact_and_includes_the_seed_record(tmp_path, swr_env
     assert pulls and all(reference == path for reference, path in pulls)
     # one listing page per namespace, one tag page per repository
     assert dict(emulator.counters) == {"list_namespaces": 1, "list_repositories": 3, "list_tags": 60}
-    assert counter == emulator.counters
     assert query(pipeline, "SELECT count(*) FROM swr_repositories")[0][0] == 60
 
 
