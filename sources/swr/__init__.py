@@ -25,9 +25,9 @@ from dlt.sources import DltResource
 from ..concurrency import map_bounded
 from ..errors import ConfigError, NotFoundError, register_secret
 from ..model import TAGS, Rows, emit, scope_marker
-from ..state import KnownImages, RepositoryStamps
+from ..state import KnownImages
 from ..values import as_list
-from .helpers import AkSkAuth, BatchRows, Problems, SwrApi, TokenAuth, map_repository, map_tags, registry_name
+from .helpers import AkSkAuth, BatchRows, NamespaceStamps, Problems, SwrApi, TokenAuth, map_repository, map_tags, registry_name
 from .settings import (
     API_URL_TEMPLATE,
     CALL_REPOSITORIES,
@@ -69,7 +69,7 @@ def swr_source(
         request_counter: A Counter that receives the number of calls per operation.
 
     Returns:
-        The `repository_list` (not loaded itself) and the `inventory` transformer, which emits
+        The `repository_list` (not loaded itself) and the `images` transformer, which emits
         the `repositories`, `images`, `images__layers`, `images__manifests`, `tags`,
         `load_problems`, `swr_repositories` and `swr_tags` tables.
     """
@@ -84,7 +84,7 @@ def swr_source(
     api = SwrApi(base_url or API_URL_TEMPLATE.format(region=region), region, auth, counter, int(page_limit))
     wanted_namespaces = as_list(namespaces)
     known = KnownImages(PROVIDER)
-    stamps = RepositoryStamps()
+    stamps = NamespaceStamps()
 
     @dlt.resource(name="repository_list", selected=False)
     def repository_list() -> Iterator[List[Dict[str, Any]]]:
@@ -97,22 +97,24 @@ def swr_source(
                 registry=api.host, hint="Check [sources.swr] namespaces and the permissions of the credentials.",
             )
         for namespace in wanted_namespaces or visible:
-            names: List[str] = []
-            for page in api.list_repositories(namespace):
-                for record in page:
-                    record["_namespace"] = namespace
-                    names.append(record.get("name"))
-                yield page
-            yield [{"_namespace_done": namespace, "_names": names}]
+            records = api.list_repositories(namespace)
+            for record in records:
+                record["_namespace"] = namespace
+            for start in range(0, len(records), PAGE_LIMIT):
+                yield records[start : start + PAGE_LIMIT]
+            yield [{"_namespace_done": namespace, "_names": [record.get("name") for record in records]}]
 
-    @dlt.transformer(data_from=repository_list, name="inventory")
-    def inventory(page: List[Dict[str, Any]]) -> Iterator[Any]:
+    @dlt.transformer(data_from=repository_list, name="images")
+    def images(page: List[Dict[str, Any]]) -> Iterator[Any]:
         """Repository rows; tags, images and layers of the repositories that changed (overlapped)."""
         rows = Rows()
-        changed: List[Dict[str, Any]] = []
+        candidates: List[Dict[str, Any]] = []
         for record in page:
             if "_namespace_done" in record:
-                _retire_vanished(rows, record["_namespace_done"], record["_names"])
+                registry = registry_name(region, record["_namespace_done"])
+                for repository in stamps.forget_unlisted(registry, record["_names"]):
+                    log.info("swr %s: repository %s is gone; its tags are closed", registry, repository)
+                    rows.add(TAGS, scope_marker(PROVIDER, registry, repository))
                 continue
             namespace = record.pop("_namespace")
             registry = registry_name(region, namespace)
@@ -120,13 +122,15 @@ def swr_source(
                 rows.problem(PROVIDER, registry, None, CALL_REPOSITORIES, str(record)[:200], "record without a name")
                 continue
             name = map_repository(registry, record, rows, Problems(rows, registry, record["name"], CALL_REPOSITORIES))
-            stamp = record.get("updated_at", record.get("updated"))
-            if stamps.changed(registry, name, stamp):
-                changed.append({"namespace": namespace, "registry": registry, "name": name, "stamp": stamp})
+            candidates.append(
+                {"namespace": namespace, "registry": registry, "name": name,
+                 "stamp": record.get("updated_at", record.get("updated")), "tag_count": record.get("num_images")}
+            )
         yield from rows.emit_all()
+        known.of("", "")  # read what is loaded once, here: worker threads have no pipeline context
+        changed = [repo for repo in candidates if _needs_tags(repo)]
         if not changed:
             return
-        known.of("", "")  # read what is loaded once, here, before the worker threads start
 
         def load(repo: Dict[str, Any]) -> Tuple[Rows, bool]:
             return _load_tags(api, repo, known.of(repo["registry"], repo["name"]))
@@ -140,20 +144,13 @@ def swr_source(
                 yield from batch.emit_all()
         yield from batch.emit_all()
 
-    def _retire_vanished(rows: Rows, namespace: str, names: List[str]) -> None:
-        """Close the tags of repositories loaded before that are no longer listed."""
-        registry = registry_name(region, namespace)
-        listed = set(names)
-        stored = dlt.current.resource_state().setdefault("stamps", {})
-        prefix = f"{registry}\x1f"
-        for key in [k for k in stored if k.startswith(prefix)]:
-            repository = key[len(prefix):]
-            if repository not in listed:
-                log.info("swr %s: repository %s is gone; its tags are closed", registry, repository)
-                rows.add(TAGS, scope_marker(PROVIDER, registry, repository))
-                del stored[key]
+    def _needs_tags(repo: Dict[str, Any]) -> bool:
+        """Changed since the last load, or (a destination emptied under kept state) never landed."""
+        if stamps.changed(repo["registry"], repo["name"], repo["stamp"]):
+            return True
+        return bool(repo["tag_count"]) and not known.of(repo["registry"], repo["name"])
 
-    return repository_list, inventory
+    return repository_list, images
 
 
 def _load_tags(api: SwrApi, repo: Dict[str, Any], known_digests: set) -> Tuple[Rows, bool]:
@@ -162,10 +159,8 @@ def _load_tags(api: SwrApi, repo: Dict[str, Any], known_digests: set) -> Tuple[R
     registry, name = repo["registry"], repo["name"]
     rows = Rows()
     problems = Problems(rows, registry, name, CALL_TAGS)
-    emitted: set = set()
     try:
-        for page in api.list_tags(repo["namespace"], name):
-            map_tags(registry, name, page, rows, problems, known_digests, emitted)
+        map_tags(registry, name, api.list_tags(repo["namespace"], name), rows, problems, known_digests)
     except NotFoundError as exc:
         # deleted between the listing and this call: the next listing will not show it
         rows = Rows()

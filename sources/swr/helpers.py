@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Set, Tuple
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+import dlt
 import requests
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from requests.auth import AuthBase
@@ -26,6 +27,7 @@ from requests.auth import AuthBase
 from .. import model
 from ..errors import BadResponseError, NotFoundError, redact
 from ..http import build_client, describe_json_error, get_json, paginate
+from ..state import RepositoryStamps
 from ..manifests import DOCKER_MANIFEST_LIST, ManifestError, parse_manifest
 from ..values import BadValue, to_int, to_time
 
@@ -239,13 +241,20 @@ class ContentRangePaginator(OffsetPaginator):
         if done:
             self._has_next_page = False
             if self.total is not None and self.read != self.total:
-                raise self._error(
+                raise ListingChangedError(
+                    PROVIDER,
+                    self.call,
                     f"Content-Range announced {self.total} records but {self.read} were read"
-                    " (the listing changed while it was read, or the registry skipped records)"
+                    " (the listing changed while it was read, or the registry skipped records)",
+                    registry=self.registry,
                 )
 
     def _error(self, detail: str) -> BadResponseError:
         return BadResponseError(PROVIDER, self.call, detail, registry=self.registry)
+
+
+class ListingChangedError(BadResponseError):
+    """A listing whose record count disagrees with its `Content-Range` total."""
 
 
 # ---------------------------------------------------------------- names
@@ -324,15 +333,26 @@ class SwrApi:
                 raise BadResponseError(PROVIDER, call, "the answer is not a JSON array of objects", registry=registry)
             yield page
 
-    def list_repositories(self, namespace: str) -> Iterator[List[Dict[str, Any]]]:
-        """Pages of a namespace's repository records."""
-        registry = registry_name(self.region, namespace)
-        yield from self._pages(REPOSITORIES_PATH, CALL_REPOSITORIES, registry, {"namespace": namespace})
+    def _read_all(self, path: str, call: str, registry: str, params: Dict[str, Any]) -> List[Dict[str, Any]]:
+        """Every record of a listing; read a second time if it changed while it was paged."""
+        for attempt in (1, 2):
+            try:
+                return [record for page in self._pages(path, call, registry, params) for record in page]
+            except ListingChangedError as exc:
+                if attempt == 2:
+                    raise
+                log.warning("swr %s: %s; reading it again", registry, exc.detail)
+        raise AssertionError("unreachable")
 
-    def list_tags(self, namespace: str, repository: str) -> Iterator[List[Dict[str, Any]]]:
-        """Pages of a repository's tag records (manifests included)."""
+    def list_repositories(self, namespace: str) -> List[Dict[str, Any]]:
+        """A namespace's repository records, all of them."""
         registry = registry_name(self.region, namespace)
-        yield from self._pages(tags_path(namespace, repository), CALL_TAGS, f"{registry} repository {repository}", {})
+        return self._read_all(REPOSITORIES_PATH, CALL_REPOSITORIES, registry, {"namespace": namespace})
+
+    def list_tags(self, namespace: str, repository: str) -> List[Dict[str, Any]]:
+        """A repository's tag records (manifests included), all of them."""
+        registry = registry_name(self.region, namespace)
+        return self._read_all(tags_path(namespace, repository), CALL_TAGS, f"{registry} repository {repository}", {})
 
 
 # ---------------------------------------------------------------- mapping
@@ -382,6 +402,21 @@ class BatchRows(model.Rows):
 
     def size(self) -> int:
         return sum(len(rows) for rows in self._rows.values())
+
+
+class NamespaceStamps(RepositoryStamps):
+    """`RepositoryStamps` that also tell which repositories with a stamp are no longer listed."""
+
+    def forget_unlisted(self, registry: str, listed: Iterable[str]) -> List[str]:
+        """Drop the stamps of `registry`'s repositories missing from `listed`; return their names."""
+        keep = {self._key(registry, name) for name in listed}
+        prefix = self._key(registry, "")
+        with self._lock:
+            stamps = dlt.current.resource_state().setdefault("stamps", {})
+            gone = [key for key in stamps if key.startswith(prefix) and key not in keep]
+            for key in gone:
+                del stamps[key]
+        return sorted(key[len(prefix):] for key in gone)
 
 
 class Problems:
@@ -459,15 +494,13 @@ def map_tags(
     rows: model.Rows,
     problems: Problems,
     known_digests: Set[str] = frozenset(),  # type: ignore[assignment]
-    emitted: Optional[Set[str]] = None,
 ) -> int:
     """A repository's tag records into `tags`, `swr_tags` and (once per new digest) the image tables.
 
     Returns the number of tags mapped. A record whose manifest is missing or unreadable still
     gives its tag and its image row (size from `size`); the problem goes to `load_problems`.
-    `emitted` carries the digests already mapped across the pages of one repository.
     """
-    emitted = set() if emitted is None else emitted
+    emitted: Set[str] = set()
     count = 0
     for record in records:
         tag = record.get("Tag", record.get("tag"))

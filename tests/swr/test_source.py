@@ -120,6 +120,40 @@ class OffsetIgnoringEmulator(SwrEmulator):
         return Response(200, records[:limit], {"Content-Range": f"0-{len(records[:limit])}/{len(records)}"})
 
 
+class OnceOverstatingEmulator(OverstatingEmulator):
+    """Overstates the first listing only, as a repository pushed while the listing was paged would."""
+
+    calls = 0
+
+    def _page(self, request, records):
+        type(self).calls += 1
+        return super()._page(request, records) if self.calls == 1 else SwrEmulator._page(self, request, records)
+
+
+def test_a_listing_that_changed_while_paged_is_read_again(tmp_path, swr_env):
+    inventory = Inventory(seed=3, registries=("ns-one",), repositories=3, images=12)
+    OnceOverstatingEmulator.calls = 0
+    emulator = swr_env(inventory, emulator_class=OnceOverstatingEmulator)
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline)
+    assert emulator.counters["list_repositories"] == 2
+    assert_matches_inventory(pipeline, inventory, emulator)
+
+
+def test_images_missing_from_the_destination_are_loaded_again_despite_the_kept_stamp(tmp_path, swr_env):
+    inventory = Inventory(seed=4, registries=("ns-one",), repositories=3, images=12)
+    emulator = swr_env(inventory)
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline)
+    lost = sorted(inventory.registries["ns-one"])[0]
+    with pipeline.sql_client() as client:  # someone emptied part of the destination
+        client.execute_sql("DELETE FROM images WHERE repository = %s", lost)
+    emulator.reset_counters()
+    load(pipeline)
+    assert emulator.counters["list_tags"] == 1  # that repository only, though its updated_at did not move
+    assert_matches_inventory(pipeline, inventory, emulator)
+
+
 @pytest.mark.parametrize("emulator_class,message", [(OverstatingEmulator, "announced"), (OffsetIgnoringEmulator, "starts at")])
 def test_content_range_disagreeing_with_the_records_is_an_error(tmp_path, swr_env, emulator_class, message):
     swr_env(Inventory(seed=3, registries=("ns-one",), repositories=6, images=20), emulator_class=emulator_class)
