@@ -20,6 +20,7 @@ from collections import Counter
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import dlt
+from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 
 from ..concurrency import map_bounded
@@ -47,10 +48,10 @@ def swr_source(
     namespaces: Optional[Any] = None,
     base_url: Optional[str] = None,
     concurrency: int = DEFAULT_CONCURRENCY,
-    access_key: Optional[str] = dlt.secrets.value,
-    secret_key: Optional[str] = dlt.secrets.value,
-    project_id: Optional[str] = dlt.secrets.value,
-    auth_token: Optional[str] = dlt.secrets.value,
+    access_key: Optional[TSecretStrValue] = dlt.secrets.value,
+    secret_key: Optional[TSecretStrValue] = dlt.secrets.value,
+    project_id: Optional[TSecretStrValue] = dlt.secrets.value,
+    auth_token: Optional[TSecretStrValue] = dlt.secrets.value,
     page_limit: int = PAGE_LIMIT,
     request_counter: Optional[Counter] = None,
 ) -> Sequence[DltResource]:

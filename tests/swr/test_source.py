@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import pytest
 
 from emulators.base import Faults, Response
@@ -291,3 +293,30 @@ def test_configured_namespaces_only_and_unknown_namespace_is_not_found(tmp_path,
         load(pipeline, namespaces=["ns-a", "no-such-ns"])
     error = _root_cause(info.value)
     assert isinstance(error, NotFoundError) and "no-such-ns" in str(error)
+
+
+class VanishingRepositoryEmulator(SwrEmulator):
+    """A repository deleted between the listing and its tag call: the tag call answers 404."""
+
+    vanishing = ""
+
+    def _tags(self, request):
+        if self.vanishing.replace("/", "$") in unquote(request.path):
+            return self.service_error(404, "SVCSTG.SWR.4040003", "Repository not found")
+        return super()._tags(request)
+
+
+def test_a_repository_deleted_during_the_load_is_a_problem_not_a_failure(tmp_path, swr_env):
+    inventory = Inventory(seed=6, registries=("ns-a",), repositories=3, images=12)
+    VanishingRepositoryEmulator.vanishing = vanishing = sorted(inventory.registries["ns-a"])[-1]
+    emulator = swr_env(inventory, emulator_class=VanishingRepositoryEmulator)
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline)
+    expected = {k: v for k, v in expected_tags(inventory).items() if k[1] != vanishing}
+    assert current_tags(pipeline, "swr") == expected
+    problems = query(pipeline, "SELECT repository, call, reason FROM load_problems")
+    assert problems == [(vanishing, "list_tags", problems[0][2])] and "SVCSTG.SWR.4040003" in problems[0][2]
+    # its stamp was not kept: the next run asks again
+    emulator.reset_counters()
+    load(pipeline)
+    assert emulator.counters["list_tags"] == 1
