@@ -8,7 +8,7 @@ repositories is `namespace/busybox`, holding the example record of the SWR docum
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Dict, Optional, Tuple
 
 from emulators.base import Faults

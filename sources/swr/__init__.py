@@ -25,10 +25,20 @@ from dlt.sources import DltResource
 
 from ..concurrency import map_bounded
 from ..errors import ConfigError, NotFoundError, register_secret
-from ..model import TAGS, Rows, emit, scope_marker
+from ..model import TAGS, Rows, scope_marker
 from ..state import KnownImages
 from ..values import as_list
-from .helpers import AkSkAuth, BatchRows, NamespaceStamps, Problems, SwrApi, TokenAuth, map_repository, map_tags, registry_name
+from .helpers import (
+    AkSkAuth,
+    BatchRows,
+    NamespaceStamps,
+    Problems,
+    SwrApi,
+    TokenAuth,
+    map_repository,
+    map_tags,
+    registry_host as _registry_host,
+)
 from .settings import (
     API_URL_TEMPLATE,
     CALL_REPOSITORIES,
@@ -47,6 +57,7 @@ def swr_source(
     region: str = dlt.config.value,
     namespaces: Optional[Any] = None,
     base_url: Optional[str] = None,
+    registry_host: Optional[str] = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     access_key: Optional[TSecretStrValue] = dlt.secrets.value,
     secret_key: Optional[TSecretStrValue] = dlt.secrets.value,
@@ -61,6 +72,8 @@ def swr_source(
         region: Huawei Cloud region, e.g. `cn-north-4` (names the API endpoint and the registry host).
         namespaces: Only these namespaces (one, a list, or comma-separated); all visible ones when empty.
         base_url: Another API endpoint (a private one, or the emulator); default `https://swr-api.<region>.myhuaweicloud.com`.
+        registry_host: The host `docker pull` uses, for deployments whose pull host is not
+            `swr.<region>.myhuaweicloud.com` (the `path` of the repository records shows it).
         concurrency: Repositories whose tags are read at once.
         access_key: AK of the AK/SK pair that signs every request.
         secret_key: SK of the AK/SK pair.
@@ -82,10 +95,12 @@ def swr_source(
         register_secret(secret)
     auth = _auth(access_key, secret_key, project_id, auth_token)
     counter = request_counter if request_counter is not None else Counter()
-    api = SwrApi(base_url or API_URL_TEMPLATE.format(region=region), region, auth, counter, int(page_limit))
+    host = registry_host or _registry_host(region)
+    api = SwrApi(base_url or API_URL_TEMPLATE.format(region=region), host, auth, counter, int(page_limit))
     wanted_namespaces = as_list(namespaces)
     known = KnownImages(PROVIDER)
     stamps = NamespaceStamps()
+    warned: set = set()  # namespaces whose pull path disagrees with the registry host
 
     @dlt.resource(name="repository_list", selected=False)
     def repository_list() -> Iterator[List[Dict[str, Any]]]:
@@ -112,17 +127,22 @@ def swr_source(
         candidates: List[Dict[str, Any]] = []
         for record in page:
             if "_namespace_done" in record:
-                registry = registry_name(region, record["_namespace_done"])
+                registry = api.registry(record["_namespace_done"])
                 for repository in stamps.forget_unlisted(registry, record["_names"]):
                     log.info("swr %s: repository %s is gone; its tags are closed", registry, repository)
                     rows.add(TAGS, scope_marker(PROVIDER, registry, repository))
                 continue
             namespace = record.pop("_namespace")
-            registry = registry_name(region, namespace)
+            registry = api.registry(namespace)
             if not record.get("name"):
                 rows.problem(PROVIDER, registry, None, CALL_REPOSITORIES, str(record)[:200], "record without a name")
                 continue
             name = map_repository(registry, record, rows, Problems(rows, registry, record["name"], CALL_REPOSITORIES))
+            path = record.get("path")
+            if path and path != f"{registry}/{name}" and namespace not in warned:
+                warned.add(namespace)
+                log.warning("swr: repository %s is pulled as %s, not %s/%s: set [sources.swr] registry_host",
+                            name, path, registry, name)
             candidates.append(
                 {"namespace": namespace, "registry": registry, "name": name,
                  "stamp": record.get("updated_at", record.get("updated")), "tag_count": record.get("num_images")}

@@ -25,7 +25,7 @@ from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from requests.auth import AuthBase
 
 from .. import model
-from ..errors import BadResponseError, NotFoundError, redact
+from ..errors import BadResponseError, redact
 from ..http import build_client, describe_json_error, get_json, paginate
 from ..state import RepositoryStamps
 from ..manifests import DOCKER_MANIFEST_LIST, ManifestError, parse_manifest
@@ -260,9 +260,14 @@ class ListingChangedError(BadResponseError):
 # ---------------------------------------------------------------- names
 
 
-def registry_name(region: str, namespace: str) -> str:
-    """`swr.<region>.myhuaweicloud.com/<namespace>`: with the repository and a tag, what docker pulls."""
-    return f"{REGISTRY_HOST_TEMPLATE.format(region=region)}/{namespace}"
+def registry_host(region: str) -> str:
+    """SWR's pull host of a region: `swr.<region>.myhuaweicloud.com`."""
+    return REGISTRY_HOST_TEMPLATE.format(region=region)
+
+
+def registry_name(host: str, namespace: str) -> str:
+    """`<pull host>/<namespace>`: with the repository and a tag, what docker pulls."""
+    return f"{host}/{namespace}"
 
 
 def tags_path(namespace: str, repository: str) -> str:
@@ -285,22 +290,21 @@ class SwrApi:
     def __init__(
         self,
         base_url: str,
-        region: str,
+        host: str,
         auth: AuthBase,
         counter: Optional[Counter] = None,
         page_limit: int = PAGE_LIMIT,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.region = region
+        self.host = host  # the pull host: registries are `<host>/<namespace>`
         self.auth = auth
         self.page_limit = page_limit
         self.counter = counter if counter is not None else Counter()
         self._counter_lock = threading.Lock()
         self._local = threading.local()
 
-    @property
-    def host(self) -> str:
-        return REGISTRY_HOST_TEMPLATE.format(region=self.region)
+    def registry(self, namespace: str) -> str:
+        return registry_name(self.host, namespace)
 
     def _client(self) -> Any:
         client = getattr(self._local, "client", None)
@@ -346,12 +350,12 @@ class SwrApi:
 
     def list_repositories(self, namespace: str) -> List[Dict[str, Any]]:
         """A namespace's repository records, all of them."""
-        registry = registry_name(self.region, namespace)
+        registry = self.registry(namespace)
         return self._read_all(REPOSITORIES_PATH, CALL_REPOSITORIES, registry, {"namespace": namespace})
 
     def list_tags(self, namespace: str, repository: str) -> List[Dict[str, Any]]:
         """A repository's tag records (manifests included), all of them."""
-        registry = registry_name(self.region, namespace)
+        registry = self.registry(namespace)
         return self._read_all(tags_path(namespace, repository), CALL_TAGS, f"{registry} repository {repository}", {})
 
 

@@ -16,11 +16,12 @@ from sources.swr.helpers import (
     map_repository,
     map_tags,
     parse_content_range,
+    registry_host,
     registry_name,
     tags_path,
 )
 
-REGISTRY = registry_name("cn-north-4", "namespace")
+REGISTRY = registry_name(registry_host("cn-north-4"), "namespace")
 
 # seed 004's response example, as the documentation prints it
 SEED_RECORD = {

@@ -281,13 +281,19 @@ def test_faults_do_not_change_the_data(tmp_path, swr_env, monkeypatch):
     assert_matches_inventory(pipeline, inventory, emulator)
 
 
-def test_configured_namespaces_only_and_unknown_namespace_is_not_found(tmp_path, swr_env):
+def test_configured_namespaces_only_and_unknown_namespace_is_not_found(tmp_path, swr_env, caplog):
     inventory = Inventory(seed=2, registries=("ns-a", "ns-b", "ns-c"), repositories=9, images=40)
     emulator = swr_env(inventory)
     pipeline = new_pipeline(tmp_path)
-    load(pipeline, namespaces="ns-b")
-    only_b = {k: v for k, v in expected_tags(inventory).items() if k[0] == swr_registry("ns-b")}
+    # (with a pull host of its own, as a private deployment has)
+    load(pipeline, namespaces="ns-b", registry_host="registry.example.com")
+    only_b = {
+        ("registry.example.com/ns-b", repository, tag): digest
+        for (registry, repository, tag), digest in expected_tags(inventory).items()
+        if registry == swr_registry("ns-b")
+    }
     assert current_tags(pipeline, "swr") == only_b
+    assert "set [sources.swr] registry_host" in caplog.text  # the emulator's paths name another host
     assert emulator.counters["list_repositories"] == 1
     with pytest.raises(Exception) as info:
         load(pipeline, namespaces=["ns-a", "no-such-ns"])
