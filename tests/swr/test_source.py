@@ -10,7 +10,7 @@ from emulators.base import Faults, Response
 from emulators.inventory import Inventory
 from emulators.swr import SEED_DIGEST, SEED_NAMESPACE, SEED_REPOSITORY, SEED_SIZE, SwrEmulator, demo_inventory
 from pipelines.cli import _root_cause, main
-from sources.errors import BadResponseError, NotFoundError
+from sources.errors import ApiError, BadResponseError, NotFoundError
 from tests.support import current_tags, loaded_children, loaded_layers, new_pipeline, query, table_counts, tag_history
 from tests.swr.conftest import (
     expected_children,
@@ -326,3 +326,19 @@ def test_a_repository_deleted_during_the_load_is_a_problem_not_a_failure(tmp_pat
     emulator.reset_counters()
     load(pipeline)
     assert emulator.counters["list_tags"] == 1
+
+
+class FailingListingEmulator(SwrEmulator):
+    def _repositories(self, request):
+        return self.server_error_response("list_repositories")
+
+
+def test_a_listing_that_keeps_failing_is_retried_then_a_clear_api_error(tmp_path, swr_env, monkeypatch):
+    emulator = swr_env(Inventory(seed=1, registries=("ns-a",), repositories=1, images=2), emulator_class=FailingListingEmulator)
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "3")
+    with pytest.raises(Exception) as info:
+        load(new_pipeline(tmp_path))
+    error = _root_cause(info.value)
+    assert isinstance(error, ApiError) and error.status == 500
+    assert "list_repositories" in str(error) and "SVCSTG.SWR.5000001" in str(error)
+    assert emulator.counters["list_repositories"] == 3  # dlt's retries, then our error
