@@ -27,21 +27,20 @@ from requests.auth import AuthBase
 from .. import model
 from ..errors import BadResponseError, redact
 from ..http import build_client, describe_json_error, get_json, paginate
-from ..state import RepositoryStamps
 from ..manifests import DOCKER_MANIFEST_LIST, ManifestError, parse_manifest
+from ..state import RepositoryStamps
 from ..values import BadValue, to_int, to_time
-
 from .settings import (
     CALL_NAMESPACES,
     CALL_REPOSITORIES,
     CALL_TAGS,
-    NAMESPACES_PATH,
-    REPOSITORIES_PATH,
     EMPTY_BODY_SHA256,
+    NAMESPACES_PATH,
     PAGE_LIMIT,
     PROJECT_HEADER,
     PROVIDER,
     REGISTRY_HOST_TEMPLATE,
+    REPOSITORIES_PATH,
     SDK_DATE_FORMAT,
     SDK_DATE_HEADER,
     SIGNING_ALGORITHM,
@@ -366,6 +365,7 @@ REPOSITORY_FIELDS = {
     "created_at", "updated_at", "created", "updated",
 }
 
+# The fields of a repository record that `repositories` has no column for (merged by key).
 SWR_REPOSITORIES = model.provider_table(
     "swr_repositories",
     ("provider", "registry", "repository"),
@@ -377,6 +377,9 @@ SWR_REPOSITORIES = model.provider_table(
     ],
 )
 
+# Every field of a tag record but the manifest (its content is in images, images__layers and
+# images__manifests): the last record seen of each tag, merged by key. A deleted tag keeps its
+# last row here; whether a tag is current is what `tags` (valid_to IS NULL) tells.
 SWR_TAGS = model.provider_table(
     "swr_tags",
     ("provider", "registry", "repository", "tag"),
