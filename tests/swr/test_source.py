@@ -11,7 +11,7 @@ from emulators.inventory import Inventory
 from emulators.swr import SEED_DIGEST, SEED_NAMESPACE, SEED_REPOSITORY, SEED_SIZE, SwrEmulator, demo_inventory
 from pipelines.cli import _root_cause, main
 from sources.errors import ApiError, BadResponseError, NotFoundError
-from tests.support import current_tags, loaded_children, loaded_layers, new_pipeline, query, table_counts, tag_history
+from tests.support import current_tags, loaded_children, loaded_layers, new_pipeline, query, table_counts, tag_history, truncate_us
 from tests.swr.conftest import (
     expected_children,
     expected_images,
@@ -90,6 +90,17 @@ def test_acceptance_size_is_exact_and_includes_the_seed_record(tmp_path, swr_env
     # one listing page per namespace, one tag page per repository
     assert dict(emulator.counters) == {"list_namespaces": 1, "list_repositories": 3, "list_tags": 60}
     assert query(pipeline, "SELECT count(*) FROM swr_repositories")[0][0] == 60
+    # tag times: created = the image's push, updated = when the tag was last pointed (nanoseconds cut to µs)
+    swr_tags = query(pipeline, "SELECT registry, repository, tag, created_at, updated_at, size_bytes FROM swr_tags")
+    assert {tuple(r[:3]): tuple(r[3:]) for r in swr_tags} == {
+        (swr_registry(repo.registry), repo.name, tag): (
+            truncate_us(repo.images[digest].created_ns),
+            truncate_us(emulator.tag_updated_ns(repo, tag)),
+            repo.images[digest].content_size,
+        )
+        for repo in inventory.repositories()
+        for tag, digest in repo.tags.items()
+    }
 
 
 def test_paging_reads_every_page_and_checks_content_range(tmp_path, swr_env):
