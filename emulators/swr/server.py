@@ -224,11 +224,12 @@ class SwrEmulator(Emulator):
     # ---- namespaces and repositories
     def _namespaces(self, request: Request) -> Response:
         wanted = request.param("namespace")
-        items = [
-            {"id": self._id(("ns", name)), "name": name, "creator_name": "demo-user", "auth": 7}
-            for name in sorted(self.inventory.registries)
-            if not wanted or wanted == name
-        ]
+        with self._state_lock:
+            items = [
+                {"id": self._id(("ns", name)), "name": name, "creator_name": "demo-user", "auth": 7}
+                for name in sorted(self.inventory.registries)
+                if not wanted or wanted == name
+            ]
         return Response(200, {"namespaces": items})
 
     def _repositories(self, request: Request) -> Response:
