@@ -12,7 +12,7 @@ WITH layer_totals AS (
     SELECT provider, registry, repository, image_digest,
            COUNT(*) AS layer_count,
            CAST(SUM(size_bytes) AS BIGINT) AS layers_bytes
-    FROM {images__layers}
+    FROM {images__layers} AS l
     GROUP BY provider, registry, repository, image_digest
 ),
 content AS (
@@ -54,7 +54,7 @@ current_tags AS (
            COUNT(*) AS tag_count,
            MIN(tag) AS first_tag,
            string_agg(tag, ', ' ORDER BY tag) AS tags
-    FROM {tags}
+    FROM {tags} AS t
     WHERE valid_to IS NULL AND tag IS NOT NULL
     GROUP BY provider, registry, repository, digest
 ),

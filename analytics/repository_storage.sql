@@ -9,9 +9,9 @@
 --   reported_bytes   sum of the sizes the registry reports for the top-level images;
 --   repository_size_bytes  the repository's own size when the registry reports one
 WITH known_repositories AS (
-    SELECT provider, registry, repository FROM {repositories}
+    SELECT provider, registry, repository FROM {repositories} AS r
     UNION
-    SELECT provider, registry, repository FROM {images}
+    SELECT provider, registry, repository FROM {images} AS i
 ),
 per_image AS (
     SELECT provider, registry, repository,

@@ -19,7 +19,7 @@ WITH versions AS (
         LAG(digest) OVER w AS previous_digest,
         LEAD(digest) OVER w AS next_digest,
         LEAD(valid_from) OVER w AS next_valid_from
-    FROM {tags}
+    FROM {tags} AS t
     WHERE tag IS NOT NULL
     WINDOW w AS (PARTITION BY provider, registry, repository, tag ORDER BY valid_from, valid_to)
 )
