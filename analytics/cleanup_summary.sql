@@ -6,31 +6,41 @@
 --   reclaimable_bytes                bytes of the blobs that ONLY candidates reference in the
 --                                    repository: what deleting all of them really frees (a layer
 --                                    still used by a kept image frees nothing)
-WITH candidates AS (
-    SELECT DISTINCT provider, registry, repository, digest, reason FROM {cleanup_candidates}
-    UNION ALL
-    SELECT DISTINCT provider, registry, repository, digest, 'any' AS reason FROM {cleanup_candidates}
+WITH listed AS MATERIALIZED (
+    SELECT reason, provider, registry, repository, digest, is_tagged, unit_bytes, opaque_bytes, created_at
+    FROM {cleanup_candidates}
 ),
-candidate_units AS (
-    SELECT c.reason, u.*
-    FROM candidates AS c
-    JOIN {image_units} AS u
-      ON u.provider = c.provider AND u.registry = c.registry
-     AND u.repository = c.repository AND u.digest = c.digest
+candidate_units AS MATERIALIZED (
+    SELECT DISTINCT reason, provider, registry, repository, digest, is_tagged, unit_bytes,
+           opaque_bytes, created_at
+    FROM listed
+    UNION ALL
+    SELECT DISTINCT 'any' AS reason, provider, registry, repository, digest, is_tagged, unit_bytes,
+           opaque_bytes, created_at
+    FROM listed
+),
+candidates AS (
+    SELECT reason, provider, registry, repository, digest FROM candidate_units
+),
+unit_members AS MATERIALIZED (
+    SELECT * FROM {image_unit_members}
+),
+blobs AS MATERIALIZED (
+    SELECT * FROM {image_blobs}
 ),
 candidate_repositories AS (
     SELECT DISTINCT reason, provider, registry, repository FROM candidates
 ),
 unit_blobs AS (
     SELECT DISTINCT um.provider, um.registry, um.repository, um.unit_digest, b.blob_digest
-    FROM {image_unit_members} AS um
-    JOIN {image_blobs} AS b
+    FROM unit_members AS um
+    JOIN blobs AS b
       ON b.provider = um.provider AND b.registry = um.registry
      AND b.repository = um.repository AND b.image_digest = um.image_digest
 ),
 blob_sizes AS (
     SELECT provider, registry, repository, blob_digest, MAX(size_bytes) AS size_bytes
-    FROM {image_blobs}
+    FROM blobs
     GROUP BY provider, registry, repository, blob_digest
 ),
 blob_status AS (

@@ -7,25 +7,34 @@
 --   exclusive_bytes  bytes of blobs no other unit of the repository references: what deleting
 --                    this one image (alone) would free in its repository
 --   opaque_bytes     part of unit_bytes from manifests whose blobs the source did not list
-WITH members AS (
+WITH sizes AS MATERIALIZED (
+    SELECT * FROM {image_sizes}
+),
+unit_members AS MATERIALIZED (
+    SELECT * FROM {image_unit_members}
+),
+blobs AS MATERIALIZED (
+    SELECT * FROM {image_blobs}
+),
+members AS (
     SELECT um.provider, um.registry, um.repository, um.unit_digest, um.image_digest, um.is_child,
            s.created_at, s.last_pulled_at, s.pull_count, s.stored_bytes, s.blobs_known,
            s.tag_count, s.tags
-    FROM {image_unit_members} AS um
-    JOIN {image_sizes} AS s
+    FROM unit_members AS um
+    JOIN sizes AS s
       ON s.provider = um.provider AND s.registry = um.registry
      AND s.repository = um.repository AND s.digest = um.image_digest
 ),
 unit_blobs AS (
     SELECT DISTINCT um.provider, um.registry, um.repository, um.unit_digest, b.blob_digest
-    FROM {image_unit_members} AS um
-    JOIN {image_blobs} AS b
+    FROM unit_members AS um
+    JOIN blobs AS b
       ON b.provider = um.provider AND b.registry = um.registry
      AND b.repository = um.repository AND b.image_digest = um.image_digest
 ),
 blob_sizes AS (
     SELECT provider, registry, repository, blob_digest, MAX(size_bytes) AS size_bytes
-    FROM {image_blobs}
+    FROM blobs
     GROUP BY provider, registry, repository, blob_digest
 ),
 blob_users AS (
@@ -83,7 +92,7 @@ SELECT
     s.pull_reference,
     s.tag_reference
 FROM per_unit AS u
-JOIN {image_sizes} AS s
+JOIN sizes AS s
   ON s.provider = u.provider AND s.registry = u.registry
  AND s.repository = u.repository AND s.digest = u.unit_digest
 LEFT JOIN exclusive AS e
