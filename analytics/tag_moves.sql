@@ -1,5 +1,6 @@
 -- tag_moves: which tags move most, recently and over all the recorded history?
--- One row per tag that moved at least once (pointed at another digest than before):
+-- One row per tag (current or deleted) with its move counts; a move = a version that points at
+-- another digest than the version before (see tag_history.change). Tags that never moved have 0:
 --   moves_in_window   moves seen in the last `window_days` days (default 30; set by
 --                     create_views(tag_moves_days=N)); moves_all_time over the whole history
 --   versions          how many scd2 versions the tag has; last_moved_at when the latest move was seen
@@ -21,4 +22,3 @@ SELECT
     registry || '/' || repository || ':' || tag AS tag_reference
 FROM {tag_history}
 GROUP BY provider, registry, repository, tag
-HAVING COUNT(*) FILTER (WHERE change = 'moved') > 0

@@ -73,6 +73,7 @@ SECTIONS: Tuple[SectionQuery, ...] = (
         """SELECT provider, tag_reference AS tag, moves_in_window, window_days, moves_all_time,
                   versions, last_moved_at, is_current
            FROM tag_moves
+           WHERE moves_all_time > 0
            ORDER BY moves_in_window DESC, moves_all_time DESC, last_moved_at DESC, tag_reference
            LIMIT {limit}""",
     ),

@@ -164,12 +164,17 @@ def test_tag_moves_window(open_views):
             for r in rows} == {
         "latest": (1, 1, 2, 30),  # moved 10 days ago
         "mover": (1, 2, 3, 30),  # moved 44 and 25 days ago
+        "flip": (0, 0, 2, 30),  # deleted and restored on the same digest: no move
+        **{tag: (0, 0, 1, 30) for tag in ("v1", "v2", "old", "multi", "prod", "x")},
     }
-    week = open_views(tag_moves_days=7)("SELECT tag, moves_in_window, moves_all_time FROM tag_moves")
+    assert {r["tag"]: r["current_digest"] for r in rows}["latest"] == digest("A2")
+    assert {r["tag"]: r["is_current"] for r in rows}["mover"] is False
+    week = open_views(tag_moves_days=7)(
+        "SELECT tag, moves_in_window, moves_all_time FROM tag_moves WHERE moves_all_time > 0")
     assert {r["tag"]: (num(r["moves_in_window"]), num(r["moves_all_time"])) for r in week} == {
         "latest": (0, 1), "mover": (0, 2),
     }
-    quarter = open_views(tag_moves_days=90)("SELECT tag, moves_in_window FROM tag_moves")
+    quarter = open_views(tag_moves_days=90)("SELECT tag, moves_in_window FROM tag_moves WHERE moves_all_time > 0")
     assert {r["tag"]: num(r["moves_in_window"]) for r in quarter} == {"latest": 1, "mover": 2}
 
 
