@@ -170,11 +170,11 @@ def build_rows(now: Optional[datetime] = None) -> Rows:
     return rows
 
 
-def write_duckdb(path: str, now: Optional[datetime] = None, dataset: str = "registry") -> Rows:
-    """Write the data set into a DuckDB file with plain DDL (the contract's column types)."""
+def write_duckdb(path: str, now: Optional[datetime] = None, dataset: str = "registry", rows: Optional[Rows] = None) -> Rows:
+    """Write the data set (or other `rows`) into a DuckDB file with plain DDL (the contract's types)."""
     import duckdb
 
-    rows = build_rows(now)
+    rows = rows or build_rows(now)
     conn = duckdb.connect(path)
     try:
         _write(conn, dataset, rows, "?")
