@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+
 import dlt
+import pytest
 
 import analytics
 from pipelines.report import build_report
 from sources.model import IMAGE_LAYERS, IMAGES, TAGS, Rows, scope_marker, tag_row
+from pipelines.load import make_pipeline
 from tests.support import new_pipeline, query
+
+_databases = itertools.count()
 
 REGISTRY, REPOSITORY = "registry.example.com", "team/app"
 
@@ -37,8 +43,25 @@ def fixture_source(tags: dict):
     return inventory
 
 
-def test_views_over_two_dlt_loads(tmp_path):
-    pipeline = new_pipeline(tmp_path)
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.peer)])
+def pipeline(request, tmp_path):
+    """The registry_etl pipeline on a temporary DuckDB file, or on a fresh PostgreSQL database."""
+    if request.param == "duckdb":
+        return new_pipeline(tmp_path)
+    import psycopg2
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    name = f"dlt_views_{next(_databases)}"
+    admin = psycopg2.connect(**dsn)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    admin.close()
+    credentials = f"postgresql://{dsn['user']}:unused@{dsn['host']}:{dsn['port']}/{name}"
+    return make_pipeline(destination=dlt.destinations.postgres(credentials), pipelines_dir=str(tmp_path / "pipelines"))
+
+
+def test_views_over_two_dlt_loads(pipeline):
     pipeline.run(fixture_source({"latest": "A1", "stable": "A1"}))
     pipeline.run(fixture_source({"latest": "A2"}))  # latest moved, stable deleted
     assert analytics.create_views(pipeline) == list(analytics.VIEW_NAMES)
