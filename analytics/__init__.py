@@ -70,6 +70,9 @@ BASE_TABLES: Dict[str, List[Tuple[str, str]]] = {
 }
 BASE_TABLES[TAGS.name] += [("valid_from", "TIMESTAMP WITH TIME ZONE"), ("valid_to", "TIMESTAMP WITH TIME ZONE")]
 
+# dlt destinations that write files, not tables a view could select from
+FILE_DESTINATIONS = ("filesystem",)
+
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 
@@ -252,6 +255,12 @@ def create_views(
     """
     parameters = {"tag_moves_days": tag_moves_days, "stale_days": stale_days, "keep_last": keep_last}
     _parameters(parameters)  # fail before touching the database
+    destination = getattr(getattr(target, "destination", None), "destination_type", "") or ""
+    if destination.rsplit(".", 1)[-1] in FILE_DESTINATIONS:
+        # files, not a database: there is nowhere to keep a view (query the files with
+        # create_views(duckdb_connection, temporary=True) over views of the files instead)
+        log.info("no analytics views on the %s destination", destination)
+        return []
     executor, implied = _executor(target)
     dataset = dataset or implied or DEFAULT_DATASET
     try:

@@ -311,3 +311,11 @@ def test_bad_parameters_are_refused(fixed_duckdb):
         analytics.create_views(fixed_duckdb, stale_days=-1)
     with pytest.raises(ValueError):
         analytics.create_views(fixed_duckdb, keep_last="10; DROP TABLE x")  # type: ignore[arg-type]
+
+
+def test_file_destinations_get_no_views(tmp_path):
+    import dlt
+
+    pipeline = dlt.pipeline("registry_etl_files", destination=dlt.destinations.filesystem(str(tmp_path / "files")),
+                            pipelines_dir=str(tmp_path / "pipelines"), dataset_name="registry")
+    assert analytics.create_views(pipeline) == []
