@@ -9,14 +9,19 @@ import json
 import duckdb
 import pytest
 
-from pipelines.report import SECTIONS, build_report, human_bytes, render_report
+from pipelines.report import SECTIONS, build_report, human_bytes, render_report, to_json, to_text
 from tests.analytics.dataset import APP, ECR, EMPTY, LEGACY, OCI, SVC, digest
 
 SECTION_KEYS = [s.key for s in SECTIONS]
 
 
-def test_build_report_sections(fixed_duckdb):
-    report = build_report(fixed_duckdb)
+@pytest.fixture(scope="module")
+def report(fixed_duckdb):
+    """The default report, built once (building creates the views anew)."""
+    return build_report(fixed_duckdb)
+
+
+def test_build_report_sections(report):
     assert list(report.sections) == SECTION_KEYS
     assert report.parameters == {"tag_moves_days": 30, "stale_days": 90, "keep_last": 10}
 
@@ -65,8 +70,8 @@ def test_report_parameters_reach_the_views(fixed_duckdb):
     assert len(report["largest repositories"].rows) == 1
 
 
-def test_text_format(fixed_duckdb):
-    text = render_report(fixed_duckdb, "text")
+def test_text_format(report):
+    text = to_text(report)
     for key in SECTION_KEYS:
         assert f"== {key}: " in text
     assert "tag moves: last 30 days" in text and "keep last 10 per repository" in text
@@ -75,8 +80,8 @@ def test_text_format(fixed_duckdb):
     assert human_bytes(4639) == "4.5 KiB" and human_bytes(512) == "512 B" and human_bytes(3 * 2**30) == "3.0 GiB"
 
 
-def test_json_format(fixed_duckdb):
-    document = json.loads(render_report(fixed_duckdb, "json"))
+def test_json_format(report):
+    document = json.loads(to_json(report))
     assert set(document) == set(SECTION_KEYS) | {"about"}
     assert document["about"]["parameters"]["stale_days"] == 90
     top = document["largest repositories"][0]
