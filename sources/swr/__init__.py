@@ -27,7 +27,7 @@ from ..concurrency import map_bounded
 from ..errors import ConfigError, NotFoundError, register_secret
 from ..model import TAGS, Rows, scope_marker
 from ..state import KnownImages
-from ..values import as_list
+from ..values import BadValue, as_list, to_int
 from .helpers import (
     AkSkAuth,
     BatchRows,
@@ -169,7 +169,11 @@ def swr_source(
         """Changed since the last load, or (a destination emptied under kept state) never landed."""
         if stamps.changed(repo["registry"], repo["name"], repo["stamp"]):
             return True
-        return bool(repo["tag_count"]) and not known.of(repo["registry"], repo["name"])
+        try:
+            tag_count = to_int(repo["tag_count"])
+        except BadValue:
+            tag_count = None
+        return bool(tag_count) and not known.of(repo["registry"], repo["name"])
 
     return repository_list, images
 
