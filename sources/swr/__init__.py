@@ -5,9 +5,12 @@ Calls: `GET /v2/manage/namespaces` → `GET /v2/manage/repos?namespace=…` (off
 for the repositories whose `updated_at` moved since the last successful load. Tag records carry
 the manifest as a string, so images, layers and index children come without further calls.
 
-`registry` is `swr.<region>.myhuaweicloud.com/<namespace>` and `repository` the repository name
-inside the namespace, so `{registry}/{repository}:{tag}` is exactly SWR's pull path (the `path`
-field of a repository record, which is kept as a column of `repositories`).
+`registry` is `swr.<region>.myhuaweicloud.com/<namespace>` (another pull host with
+`registry_host`) and `repository` the repository name inside the namespace, so
+`{registry}/{repository}:{tag}` is exactly SWR's pull path (the `path` field of a repository
+record, kept as a column of `repositories`; a disagreeing `path` is logged as a warning).
+SWR lists tagged images only: untagged manifests and the children of a manifest list have no
+`images` row of their own (the children are rows of `images__manifests`).
 
 Auth: AK/SK request signing (`access_key`, `secret_key`, optionally `project_id`) or an IAM
 token (`auth_token`). Configuration lives under `[sources.swr]`.
