@@ -33,6 +33,7 @@ from .helpers import (
     YandexApi,
     as_list,
     registry_row,
+    repository_ids,
     select_units,
 )
 from .settings import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, DEFAULT_IAM_URL, IAM_TOKENS_PATH, PROVIDER
@@ -124,7 +125,8 @@ def yandex_source(
 
     @dlt.resource(name="registry_list", selected=False)
     def registry_list() -> Iterator[List[Dict[str, Any]]]:
-        """Registry.list per folder (Registry.get for ids not found there): registry rows and units."""
+        """Registry.list per folder (Registry.get for ids not found there) and Repository.list per
+        registry: the registry rows and the units of work."""
         records: Dict[str, Dict[str, Any]] = {}
         for folder in folders:
             for page in api.registries(folder):
@@ -139,7 +141,9 @@ def yandex_source(
             row = registry_row(record, rows)
             if row is not None:
                 rows.add(YANDEX_REGISTRIES, row)
-        units = select_units(sorted(records), repository_filter)
+        # Repository.list here (one cheap call per registry): it checks the repository filter
+        # before anything is read, and it names the repositories that have no image
+        units = select_units({r: repository_ids(api, r) for r in sorted(records)}, repository_filter)
         yield [{"_tables": list(rows.emit_all())}] + [{"_unit": unit} for unit in units]
 
     @dlt.transformer(data_from=registry_list, name="images")

@@ -37,6 +37,11 @@ log = logging.getLogger("registry_etl.yandex.auth")
 Clock = Callable[[], float]
 
 
+def _now() -> float:
+    """The clock tokens are timed by (looked up at each call, so tests can move it)."""
+    return time.time()
+
+
 class TokenSource:
     """Hands out a current IAM token."""
 
@@ -68,15 +73,18 @@ class ExchangedToken(TokenSource):
 
     renewable = True
 
-    def __init__(self, iam_url: str, session: Optional[requests.Session] = None, clock: Clock = time.time) -> None:
+    def __init__(self, iam_url: str, session: Optional[requests.Session] = None, clock: Optional[Clock] = None) -> None:
         self.iam_url = iam_url
         self.session = session or requests.Session()
-        self.clock = clock
+        self._clock = clock
         self._token: Optional[str] = None
         self._renew_at = 0.0
         self.expires_at: Optional[float] = None
         self.exchanges = 0
         self._lock = threading.Lock()
+
+    def clock(self) -> float:
+        return self._clock() if self._clock else _now()
 
     def exchange_body(self) -> Dict[str, Any]:
         raise NotImplementedError
@@ -126,7 +134,7 @@ class ExchangedToken(TokenSource):
 class ServiceAccountKeyToken(ExchangedToken):
     """A service-account authorized key: JWT (PS256, `kid` = key id) → IAM token."""
 
-    def __init__(self, key: Any, iam_url: str, session: Optional[requests.Session] = None, clock: Clock = time.time) -> None:
+    def __init__(self, key: Any, iam_url: str, session: Optional[requests.Session] = None, clock: Optional[Clock] = None) -> None:
         super().__init__(iam_url, session, clock)
         self.key = parse_authorized_key(key)
         self.description = f"service-account key {self.key['id']} of {self.key['service_account_id']}"
@@ -150,7 +158,7 @@ class OAuthToken(ExchangedToken):
 
     description = "OAuth token (oauth_token)"
 
-    def __init__(self, oauth_token: str, iam_url: str, session: Optional[requests.Session] = None, clock: Clock = time.time) -> None:
+    def __init__(self, oauth_token: str, iam_url: str, session: Optional[requests.Session] = None, clock: Optional[Clock] = None) -> None:
         super().__init__(iam_url, session, clock)
         self.oauth_token = oauth_token.strip()
         register_secret(self.oauth_token)

@@ -352,6 +352,7 @@ class Unit:
     """What one worker reads: a whole registry, or some of its repositories."""
 
     registry_id: str
+    repository_ids: Dict[str, Optional[str]]  # Repository.list: repository -> id
     repositories: Optional[List[str]] = None  # None: the whole registry
 
 
@@ -365,58 +366,64 @@ class UnitLoader:
     def load(self, unit: Unit) -> List[Any]:
         rows = Rows()
         mapper = UnitMapper(unit.registry_id, self.known, rows)
-        repository_ids = self._repository_ids(unit.registry_id)
         if unit.repositories is None:
             for page in self.api.images(unit.registry_id):
                 for record in page:
                     mapper.add_image(record)
         else:
             for repository in unit.repositories:
-                if repository not in repository_ids:
-                    log.warning(
-                        "yandex %s: repository %s does not exist (its tag history, if any, is closed)",
-                        registry_ref(unit.registry_id),
-                        repository,
-                    )
-                    continue
                 try:
                     for page in self.api.images(unit.registry_id, repository):
                         for record in page:
                             mapper.add_image(record)
                 except NotFoundError:
+                    # deleted between Repository.list and now: it has no images, its tags are closed
                     log.warning("yandex %s: repository %s vanished while it was read", registry_ref(unit.registry_id), repository)
-        mapper.finish(repository_ids, unit.repositories)
+        mapper.finish(unit.repository_ids, unit.repositories)
         return list(rows.emit_all())
 
-    def _repository_ids(self, registry_id: str) -> Dict[str, str]:
-        ids: Dict[str, str] = {}
-        for page in self.api.repositories(registry_id):
-            for record in page:
-                if record.get("name"):
-                    ids[repository_of(str(record["name"]), registry_id)] = record.get("id")
-        return ids
+
+def repository_ids(api: YandexApi, registry_id: str) -> Dict[str, Optional[str]]:
+    """Repository.list of a registry: repository (without the registry id) -> repository id."""
+    ids: Dict[str, Optional[str]] = {}
+    for page in api.repositories(registry_id):
+        for record in page:
+            if record.get("name"):
+                ids[repository_of(str(record["name"]), registry_id)] = record.get("id")
+    return ids
 
 
-def select_units(
-    registry_ids: List[str], repository_filter: List[str]
-) -> List[Unit]:
-    """One unit per registry, or per registry with the filtered repositories it is given.
+def select_units(registries: Dict[str, Dict[str, Optional[str]]], repository_filter: List[str]) -> List[Unit]:
+    """One unit per registry, or per registry with the filtered repositories it holds.
 
-    A filter entry `crp…/app` (the API's full name, optionally after `cr.yandex/`) goes to that
-    registry; a bare `app` goes to every selected registry.
+    Args:
+        registries: registry id -> its repositories (Repository.list) in the order to read them.
+        repository_filter: `crp…/app` (the API's full name, optionally after `cr.yandex/`) for one
+            registry's repository, or a bare `app` for that repository in any selected registry.
+
+    Raises:
+        NotFoundError: A filter entry names a repository that none of its registries holds.
     """
     if not repository_filter:
-        return [Unit(registry_id) for registry_id in registry_ids]
-    wanted: Dict[str, List[str]] = {registry_id: [] for registry_id in registry_ids}
+        return [Unit(registry_id, ids) for registry_id, ids in registries.items()]
+    wanted: Dict[str, List[str]] = {registry_id: [] for registry_id in registries}
     for entry in repository_filter:
         name = entry[len(PULL_HOST) + 1 :] if entry.startswith(PULL_HOST + "/") else entry
         head, _, rest = name.partition("/")
-        targets = [head] if head in wanted and rest else list(wanted)
-        repository = rest if head in wanted and rest else name
-        for registry_id in targets:
+        targets, repository = ([head], rest) if head in registries and rest else (list(registries), name)
+        found = [registry_id for registry_id in targets if repository in registries[registry_id]]
+        if not found:
+            where = ", ".join(registry_ref(r) for r in targets)
+            raise NotFoundError(
+                PROVIDER,
+                "Repository.list",
+                f"repository {repository!r} (from the repositories setting {entry!r}) is not in {where}",
+                registry=where if len(targets) == 1 else None,
+            )
+        for registry_id in found:
             if repository not in wanted[registry_id]:
                 wanted[registry_id].append(repository)
-    return [Unit(registry_id, names) for registry_id, names in wanted.items() if names]
+    return [Unit(registry_id, registries[registry_id], names) for registry_id, names in wanted.items() if names]
 
 
 def as_list(value: Any) -> List[str]:
@@ -442,6 +449,7 @@ __all__ = [
     "UnitMapper",
     "Unit",
     "select_units",
+    "repository_ids",
     "as_list",
     "registry_row",
     "registry_ref",
