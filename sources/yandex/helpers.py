@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -80,16 +81,21 @@ def full_name(registry_id: str, repository: str) -> str:
 
 # ---- the API
 class YandexApi:
-    """The calls of one run; each instance builds its own HTTP session (one per thread)."""
+    """The calls of one run."""
 
     def __init__(self, base_url: str, auth: BearerAuth, counter: Optional[Counter] = None, page_size: int = PAGE_SIZE) -> None:
         self.base_url = base_url.rstrip("/")
         self.auth = auth
         self.counter = counter if counter is not None else Counter()
         self.page_size = page_size
+        self._local = threading.local()
 
     def client(self) -> RESTClient:
-        return build_client(self.base_url, auth=self.auth)
+        """One REST client per thread: requests sessions are not meant to be shared by threads."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = build_client(self.base_url, auth=self.auth)
+        return client
 
     def _count(self, call: str) -> None:
         self.counter[call.split(" ", 1)[0]] += 1
