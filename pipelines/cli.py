@@ -158,6 +158,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     print(f"{provider.title} emulator on {emulator.url} (Ctrl-C to stop). Point the source at it with:")
     for key, value in env.items():
         print(f"  export {key}='{value}'")
+    sys.stdout.flush()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     try:
