@@ -14,6 +14,7 @@ id, so `{registry}/{repository}:{tag}` is what `docker pull` takes.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
@@ -24,7 +25,7 @@ from dlt.sources import DltResource
 from ..concurrency import map_bounded
 from ..errors import ConfigError
 from ..http import build_session
-from ..model import Rows
+from ..model import TAGS, Rows, scope_marker
 from ..state import KnownImages
 from .auth import BearerAuth, OAuthToken, ServiceAccountKeyToken, StaticToken, TokenSource, load_key_file
 from .helpers import (
@@ -32,11 +33,15 @@ from .helpers import (
     UnitLoader,
     YandexApi,
     as_list,
+    loaded_registries,
+    registry_ref,
     registry_row,
     repository_ids,
     select_units,
 )
 from .settings import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, DEFAULT_IAM_URL, IAM_TOKENS_PATH, PROVIDER
+
+log = logging.getLogger("registry_etl.yandex")
 
 
 def token_source(
@@ -144,6 +149,11 @@ def yandex_source(
         # Repository.list here (one cheap call per registry): it checks the repository filter
         # before anything is read, and it names the repositories that have no image
         units = select_units({r: repository_ids(api, r) for r in sorted(records)}, repository_filter)
+        if folders and not wanted_registries and not repository_filter:
+            # a registry deleted since the last load is listed no more: close its tags too
+            for registry_id in sorted(loaded_registries(folders) - set(records)):
+                log.info("yandex registry %s is gone from its folder: closing its tag history", registry_id)
+                rows.add(TAGS, scope_marker(PROVIDER, registry_ref(registry_id)))
         yield [{"_tables": list(rows.emit_all())}] + [{"_unit": unit} for unit in units]
 
     @dlt.transformer(data_from=registry_list, name="images")

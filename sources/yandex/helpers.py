@@ -432,6 +432,24 @@ def select_units(registries: Dict[str, Dict[str, Optional[str]]], repository_fil
     return [Unit(registry_id, registries[registry_id], names) for registry_id, names in wanted.items() if names]
 
 
+def loaded_registries(folders: List[str]) -> Set[str]:
+    """Ids of the registries earlier loads found in these folders (from `yandex_registries`)."""
+    import dlt
+
+    try:
+        pipeline = dlt.current.pipeline()
+        with pipeline.sql_client() as client:
+            if not client.has_dataset():
+                return set()
+            table = client.make_qualified_table_name(YANDEX_REGISTRIES.name)
+            marks = ", ".join(["%s"] * len(folders))
+            rows = client.execute_sql(f"SELECT registry_id FROM {table} WHERE folder_id IN ({marks})", *folders)
+    except Exception as exc:  # outside a pipeline, or a first load: nothing was loaded
+        log.debug("no loaded yandex registries: %s", exc)
+        return set()
+    return {registry_id for (registry_id,) in rows or ()}
+
+
 def as_list(value: Any) -> List[str]:
     """A setting given as one value, a comma-separated string, a JSON list or a list."""
     if value is None:
@@ -456,6 +474,7 @@ __all__ = [
     "Unit",
     "select_units",
     "repository_ids",
+    "loaded_registries",
     "as_list",
     "registry_row",
     "registry_ref",

@@ -379,3 +379,17 @@ def test_repeating_page_token_stops_with_bad_response(tmp_path, yandex_env):
         load(pipeline, page_size=3)
     error = root_cause(info.value)
     assert isinstance(error, BadResponseError) and "repeats" in str(error)
+
+
+def test_deleted_registry_closes_its_tags_on_a_full_run(tmp_path, yandex_env):
+    inv = inventory(registries=2, repositories=4, images=30, seed=12)
+    emulator = yandex_env(inv)
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline)
+    gone, kept = sorted(inv.registries)
+    del emulator.registries[gone]  # the registry was deleted from its folder
+    del inv.registries[gone]
+    load(pipeline)
+    open_registries = {r for (r,) in query(pipeline, "SELECT DISTINCT registry FROM tags WHERE valid_to IS NULL")}
+    assert open_registries == {registry_of(kept)}
+    assert current_tags(pipeline, "yandex") == expected_tags(inv, registry_of)
