@@ -190,9 +190,6 @@ class YandexEmulator(Emulator):
             for issued in self._tokens.values():
                 issued.revoked = True
 
-    def registry_id_of(self, repository: Repository) -> str:
-        return repository.registry
-
     # ---- protocol
     def operation(self, request: Request) -> str:
         path = request.path

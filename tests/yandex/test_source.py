@@ -3,6 +3,7 @@ history, partial runs, faults and errors."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -153,7 +154,7 @@ def test_every_auth_mode_loads(tmp_path, yandex_env, auth, caplog):
     emulator = yandex_env(inv, auth=auth)
     pipeline = new_pipeline(tmp_path)
     caplog.set_level(logging.DEBUG)
-    with pytest.warns(DeprecationWarning) if auth == "oauth" else _nothing():
+    with pytest.warns(DeprecationWarning) if auth == "oauth" else contextlib.nullcontext():
         load(pipeline)
     assert_matches_inventory(pipeline, inv)
     expected_exchanges = {"key": {"jwt": 1, "oauth": 0}, "key_file": {"jwt": 1, "oauth": 0}, "iam": {"jwt": 0, "oauth": 0}, "oauth": {"jwt": 0, "oauth": 1}}
@@ -162,14 +163,6 @@ def test_every_auth_mode_loads(tmp_path, yandex_env, auth, caplog):
     key = json.loads(authorized_key_pair()[0])
     secrets = [IAM_TOKEN, OAUTH_TOKEN, key["private_key"].splitlines()[1]] + list(emulator._tokens)
     assert_no_secret(pipeline, caplog.text, secrets)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def assert_no_secret(pipeline, log_text, secrets):
