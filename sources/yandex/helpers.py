@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from urllib.parse import quote
 
 import pyarrow as pa
 from dlt.sources.helpers.rest_client import RESTClient
@@ -122,7 +123,7 @@ class YandexApi:
     def registry(self, registry_id: str) -> Dict[str, Any]:
         return get_json(
             self.client(),
-            f"registries/{registry_id}",
+            f"registries/{quote(registry_id, safe='')}",
             provider=PROVIDER,
             call="Registry.get",
             registry=registry_ref(registry_id),
@@ -372,21 +373,28 @@ class UnitLoader:
     def load(self, unit: Unit) -> List[Any]:
         rows = Rows()
         mapper = UnitMapper(unit.registry_id, self.known, rows)
-        if unit.repositories is None:
-            for page in self.api.images(unit.registry_id):
+        tables: List[Any] = []
+
+        def read(pages: Iterator[List[Dict[str, Any]]]) -> None:
+            for page in pages:
                 for record in page:
                     mapper.add_image(record)
+                # image and layer rows leave as arrow tables page by page (compact); tags and
+                # repository totals wait for the end of the unit
+                tables.extend(rows.emit_all())
+
+        if unit.repositories is None:
+            read(self.api.images(unit.registry_id))
         else:
             for repository in unit.repositories:
                 try:
-                    for page in self.api.images(unit.registry_id, repository):
-                        for record in page:
-                            mapper.add_image(record)
+                    read(self.api.images(unit.registry_id, repository))
                 except NotFoundError:
                     # deleted between Repository.list and now: it has no images, its tags are closed
                     log.warning("yandex %s: repository %s vanished while it was read", registry_ref(unit.registry_id), repository)
         mapper.finish(unit.repository_ids, unit.repositories)
-        return list(rows.emit_all())
+        tables.extend(rows.emit_all())
+        return tables
 
 
 def repository_ids(api: YandexApi, registry_id: str) -> Dict[str, Optional[str]]:
