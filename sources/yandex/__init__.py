@@ -1,8 +1,8 @@
 """Yandex Cloud Container Registry: registries, repositories, images, layers and tag history.
 
-Calls: Registry.list per folder (or Registry.get per configured id) → per registry (overlapped
-up to `concurrency`) Repository.list and Image.list, every page at pageSize 1000; with a
-repository filter, Image.list per repository instead. Image.list returns each image whole
+Calls: Registry.list per folder (or Registry.get per configured id) and Repository.list per
+registry → per registry (overlapped up to `concurrency`) Image.list, every page at pageSize
+1000; with a repository filter, Image.list per repository instead. Image.list returns each image whole
 (blobs, tags, createdAt), so a run makes listing calls only; images already loaded are not
 emitted again, tags always are (they are the history). Credentials: an IAM token, a
 service-account authorized key or an OAuth token (see `auth.py`). Configuration lives under
