@@ -14,7 +14,7 @@ import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 from urllib.parse import quote
 
@@ -26,7 +26,6 @@ from ..http import GuardedCursorPaginator, build_client, get_json, paginate
 from ..model import (
     IMAGE_LAYERS,
     IMAGES,
-    LOAD_PROBLEMS,
     REPOSITORIES,
     TAGS,
     TIMESTAMP,
@@ -154,7 +153,7 @@ def registry_row(record: Dict[str, Any], rows: Rows) -> Optional[Dict[str, Any]]
     """A `yandex_registries` row; unknown fields are kept as extra columns."""
     registry_id = record.get("id")
     if not registry_id:
-        problem(rows, None, None, "Registry.list", None, f"a registry without an id: {_json_text(record)[:200]}")
+        rows.problem(PROVIDER, None, None, "Registry.list", None, f"a registry without an id: {_json_text(record)[:200]}")
         return None
     row: Dict[str, Any] = {
         "registry_id": registry_id,
@@ -171,28 +170,11 @@ def registry_row(record: Dict[str, Any], rows: Rows) -> Optional[Dict[str, Any]]
     return row
 
 
-def problem(rows: Rows, registry: Optional[str], repository: Optional[str], call: str, obj: Optional[str], reason: str) -> None:
-    """A record loaded only in part: a `load_problems` row and a warning."""
-    log.warning("yandex %s %s: %s %s: %s", registry or "", repository or "", call, obj or "", reason)
-    rows.add(
-        LOAD_PROBLEMS,
-        {
-            "provider": PROVIDER,
-            "registry": registry,
-            "repository": repository,
-            "call": call,
-            "object": obj,
-            "reason": reason,
-            "seen_at": datetime.now(timezone.utc),
-        },
-    )
-
-
 def _time(value: Any, rows: Rows, registry: Optional[str], repository: Optional[str], call: str, what: str) -> Optional[datetime]:
     try:
         return to_time(value)
     except BadValue as exc:
-        problem(rows, registry, repository, call, what, str(exc))
+        rows.problem(PROVIDER, registry, repository, call, what, str(exc))
         return None
 
 
@@ -200,7 +182,7 @@ def _int(value: Any, rows: Rows, registry: str, repository: Optional[str], obj: 
     try:
         return to_int(value)
     except BadValue as exc:
-        problem(rows, registry, repository, "Image.list", obj, str(exc))
+        rows.problem(PROVIDER, registry, repository, "Image.list", obj, str(exc))
         return None
 
 
@@ -250,7 +232,7 @@ class UnitMapper:
     def add_image(self, record: Dict[str, Any]) -> None:
         name, digest = record.get("name"), record.get("digest")
         if not name or not digest:
-            problem(self.rows, self.registry, None, "Image.list", record.get("id"), "an image without a name or digest")
+            self.rows.problem(PROVIDER, self.registry, None, "Image.list", record.get("id"), "an image without a name or digest")
             return
         repository = repository_of(str(name), self.registry_id)
         if (repository, digest) in self._seen:
@@ -317,7 +299,7 @@ class UnitMapper:
         earlier = self._tags.get(row["tag_key"])
         if earlier is not None and earlier[1]["digest"] != digest:
             # a tag listed on two images (it moved while the pages were read): the newer image has it
-            problem(self.rows, self.registry, repository, "Image.list", tag, f"tag listed on {earlier[1]['digest']} and {digest}")
+            self.rows.problem(PROVIDER, self.registry, repository, "Image.list", tag, f"tag listed on {earlier[1]['digest']} and {digest}")
             if earlier[0] is not None and created_at is not None and earlier[0] > created_at:
                 return
         self._tags[row["tag_key"]] = (created_at, row)
