@@ -284,15 +284,15 @@ def test_wrong_key_signature_is_refused_by_the_iam_endpoint(tmp_path, yandex_env
 
 
 def test_moved_and_deleted_tags_make_history_and_noop_rerun_adds_nothing(tmp_path, yandex_env):
-    inv = inventory(registries=2, repositories=8, images=160, seed=8)
+    inv = inventory(registries=2, repositories=6, images=70, seed=8)
     emulator = yandex_env(inv)
     pipeline = new_pipeline(tmp_path)
     load(pipeline)
     before = table_counts(pipeline)
 
-    moves = inv.move_tags(8)
+    moves = inv.move_tags(6)
     deletes = inv.delete_tags(4)
-    pushes = inv.push_images(10)
+    pushes = inv.push_images(6)
     load(pipeline)
     assert_matches_inventory(pipeline, inv)
     history = tag_history(pipeline, "yandex")
@@ -317,7 +317,7 @@ def test_moved_and_deleted_tags_make_history_and_noop_rerun_adds_nothing(tmp_pat
 
 
 def test_partial_run_closes_nothing_outside_it(tmp_path, yandex_env):
-    inv = inventory(registries=2, repositories=6, images=60, seed=9)
+    inv = inventory(registries=2, repositories=6, images=36, seed=9)
     yandex_env(inv)
     pipeline = new_pipeline(tmp_path)
     load(pipeline)
