@@ -39,8 +39,10 @@ def describe_json_error(response: requests.Response) -> str:
 def build_session(verify_tls: bool = True) -> requests.Session:
     """A requests session with dlt's retry policy (attempts, backoff, Retry-After)."""
     client = Client(raise_for_status=False)
-    # a new Client starts from dlt's defaults: read [runtime] request_* (config.toml, env) into it
-    client.configure()
+    try:
+        client.configure()  # honour the [runtime] request_* settings (attempts, backoff, timeout)
+    except Exception as exc:  # no config context: dlt's defaults
+        log.debug("runtime request settings not applied: %s", exc)
     session = client.session
     if not verify_tls:
         log.warning("TLS certificate verification is OFF for this source (verify_tls = false)")
@@ -108,8 +110,9 @@ def paginate(
         if counter:
             counter(call)
         if response.status_code == 429 or response.status_code >= 500:
-            # dlt's retry policy retries an HTTPError carrying these statuses (hooks run inside
-            # the retried send); after the last attempt it reaches the except clause below
+            # raise, not return: dlt's session retries an HTTPError with these statuses (the hook
+            # runs inside each attempt) and re-raises it after the last one (see below); a
+            # returned 5xx would come back after the last attempt and its error body be read as a page
             response.raise_for_status()
         check_response(response, provider, call, registry, describe)
 
@@ -124,12 +127,13 @@ def paginate(
             yield page
     except RegistryError:
         raise
+    except requests.exceptions.JSONDecodeError as exc:
+        raise BadResponseError(provider, call, f"the answer is not JSON ({exc})", registry=registry) from None
     except requests.HTTPError as exc:
+        # 429/5xx still failing after dlt's retries: the registry's own error text
         if exc.response is not None:
             check_response(exc.response, provider, call, registry, describe)
         raise ApiError(provider, call, f"{type(exc).__name__}: {exc}", registry=registry) from None
-    except requests.exceptions.JSONDecodeError as exc:
-        raise BadResponseError(provider, call, f"the answer is not JSON ({exc})", registry=registry) from None
     except requests.RequestException as exc:
         raise ApiError(provider, call, f"{type(exc).__name__}: {exc}", registry=registry) from None
     except (ValueError, KeyError, TypeError) as exc:
