@@ -1,0 +1,98 @@
+"""Any OCI registry (Distribution API v2): Harbor, GitLab, GHCR, Docker Hub, Quay, CNCF distribution.
+
+Settings under `[sources.oci]` (env `SOURCES__OCI__…`):
+- `registry_url`: the registry's base URL (`https://ghcr.io`, `http://127.0.0.1:5000`).
+- `username`, `password` (secrets, optional): basic credentials, also sent to a bearer-token realm.
+- `repositories` (optional): the repositories to read, for registries whose `/v2/_catalog` is
+  closed (Docker Hub, GHCR); without it the catalog is walked in full.
+- `registry_name` (optional): the `registry` column; default host[:port] of `registry_url`, so
+  `{registry}/{repository}:{tag}` is what `docker pull` takes.
+- `catalog_page_size`, `concurrency`, `verify_tls`.
+
+What the Distribution API cannot give: untagged manifests that no index references (there is no
+"list manifests" call), push and pull times and pull counts. `created_at` is the image's build
+time (config `created`, or the `org.opencontainers.image.created` annotation).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import dlt
+from dlt.sources import DltResource
+
+from sources import model
+from sources.state import KnownImages
+
+from .helpers import OciClient, RepositoryReader, registry_host
+from .settings import DEFAULT_CATALOG_PAGE_SIZE, DEFAULT_CONCURRENCY, PROVIDER
+
+log = logging.getLogger("registry_etl.sources.oci")
+
+
+@dlt.source(name="oci", max_table_nesting=0)
+def oci_source(
+    registry_url: str = dlt.config.value,
+    username: Optional[str] = dlt.secrets.value,
+    password: Optional[str] = dlt.secrets.value,
+    repositories: Optional[List[str]] = None,
+    registry_name: Optional[str] = None,
+    catalog_page_size: int = DEFAULT_CATALOG_PAGE_SIZE,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    verify_tls: bool = True,
+) -> Sequence[DltResource]:
+    """Repositories, images (manifests, index children), layers and tag history of one OCI registry.
+
+    Args:
+        registry_url: Base URL of the registry.
+        username: User for basic auth or for the token realm; anonymous when unset.
+        password: Password or access token of `username`.
+        repositories: Repositories to read instead of walking `/v2/_catalog`.
+        registry_name: Value of the `registry` column; default host[:port] of `registry_url`.
+        catalog_page_size: `n` of each `/v2/_catalog` page (the CNCF registry refuses > 1000).
+        concurrency: Parallel manifest HEAD/GET calls within a repository.
+        verify_tls: Verify the registry's TLS certificate (off only for a private test registry).
+
+    Returns:
+        The `repository_names` resource and the `registry_inventory` transformer.
+    """
+    client = OciClient(
+        registry_url,
+        username,
+        password,
+        registry=registry_name or registry_host(registry_url),
+        verify_tls=verify_tls,
+    )
+    configured = [name.strip("/") for name in repositories or [] if name and name.strip("/")]
+    known = KnownImages(PROVIDER)
+    reader = RepositoryReader(client, lambda repository: known.of(client.registry, repository), concurrency)
+
+    @dlt.resource(name="repository_names", selected=False)
+    def repository_names() -> Iterator[Dict[str, Any]]:
+        """Pages of repository names (the configured list, or the whole `/v2/_catalog`), then
+        one page with `complete` set: the walk reached its end."""
+        if configured:
+            yield {"names": list(dict.fromkeys(configured)), "complete": False}
+        else:
+            for names in client.catalog(catalog_page_size):
+                yield {"names": names, "complete": False}
+        yield {"names": [], "complete": True}
+
+    @dlt.transformer(data_from=repository_names, name="registry_inventory")
+    def registry_inventory(page: Dict[str, Any]) -> Iterator[Any]:
+        """Per repository: tags (HEAD per tag for the digest), then new manifests and configs."""
+        for name in page["names"]:
+            rows = reader.read(name, must_exist=bool(configured))
+            if configured:
+                # a filtered run retires tag history only inside the repositories it read
+                rows.add(model.TAGS, model.scope_marker(PROVIDER, client.registry, name))
+            yield from rows.emit_all()
+        if page["complete"]:
+            if not configured:
+                # sent only after the catalog walk ended without error: a run that died half way
+                # never retires the tags of repositories it did not reach
+                yield model.emit(model.TAGS, [model.scope_marker(PROVIDER, client.registry)])
+            log.info(client.summary())
+
+    return [repository_names, registry_inventory]
