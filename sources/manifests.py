@@ -142,3 +142,46 @@ def _child(doc: Dict[str, Any], problems: List[str], position: int) -> Child:
         platform_arch=platform.get("architecture"),
         platform_variant=platform.get("variant"),
     )
+
+
+def image_fields(manifest: Manifest) -> Dict[str, Any]:
+    """The `images` columns a manifest tells: config blob, counts, artifact type."""
+    fields: Dict[str, Any] = {
+        "media_type": manifest.media_type,
+        "layer_count": len(manifest.layers) if not manifest.is_index else None,
+        "child_count": len(manifest.children) if manifest.is_index else None,
+    }
+    if manifest.config is not None:
+        fields.update(
+            config_digest=manifest.config.digest,
+            config_size_bytes=manifest.config.size_bytes,
+            config_media_type=manifest.config.media_type,
+        )
+    if manifest.artifact_type:
+        fields["artifact_media_type"] = manifest.artifact_type
+    return fields
+
+
+def layer_rows(key: Dict[str, Any], manifest: Manifest) -> List[Dict[str, Any]]:
+    """`images__layers` rows; `key` holds provider, registry, repository and image_digest."""
+    return [
+        {**key, "position": position, "digest": layer.digest, "size_bytes": layer.size_bytes, "media_type": layer.media_type}
+        for position, layer in enumerate(manifest.layers)
+    ]
+
+
+def child_rows(key: Dict[str, Any], manifest: Manifest) -> List[Dict[str, Any]]:
+    """`images__manifests` rows of an index, in index order."""
+    return [
+        {
+            **key,
+            "position": position,
+            "digest": child.digest,
+            "media_type": child.media_type,
+            "platform_os": child.platform_os,
+            "platform_arch": child.platform_arch,
+            "platform_variant": child.platform_variant,
+            "size_bytes": child.size_bytes,
+        }
+        for position, child in enumerate(manifest.children)
+    ]

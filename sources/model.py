@@ -12,11 +12,14 @@ Fields a table does not know are kept: they become extra columns whose type is i
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import dlt
 import pyarrow as pa
+
+log = logging.getLogger("registry_etl.rows")
 
 PROVIDERS = ("ecr", "yandex", "ncp", "swr", "oci")
 
@@ -41,13 +44,17 @@ class Table:
     primary_key: Sequence[str] = ()
     write_disposition: Any = "merge"
     description: str = ""
+    required: Sequence[str] = ()  # non-key columns that may not be NULL
     extra_hints: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def arrow_schema(self) -> pa.Schema:
         return pa.schema(
-            [pa.field(name, typ, nullable=name not in self.primary_key) for name, typ in self.columns]
+            [pa.field(name, typ, nullable=self.nullable(name)) for name, typ in self.columns]
         )
+
+    def nullable(self, name: str) -> bool:
+        return name not in self.primary_key and name not in self.required
 
     @property
     def column_names(self) -> List[str]:
@@ -57,7 +64,7 @@ class Table:
         cols: Dict[str, Dict[str, Any]] = {}
         for name, typ in self.columns:
             col: Dict[str, Any] = {"name": name, "data_type": _DLT_TYPES[typ]}
-            col["nullable"] = name not in self.primary_key
+            col["nullable"] = self.nullable(name)
             if typ == TIMESTAMP:
                 col["timezone"] = True
                 col["precision"] = 6
@@ -150,6 +157,7 @@ TAGS = Table(
         "source_filter": "tag IS NOT NULL",
         "destination_scope": TAG_SCOPE,
     },
+    required=("tag_version",),
     description="Tag -> digest with history: valid_to NULL is the current mapping.",
 )
 
@@ -244,7 +252,8 @@ def batch(table: Table, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
 
 def emit(table: Table, rows: Iterable[Mapping[str, Any]]) -> Any:
     """A page of rows as an arrow table marked for `table` (to `yield` from a resource)."""
-    return dlt.mark.with_hints(batch(table, rows), table.hints())
+    # a table variant: one resource writes several tables, each with its own hints
+    return dlt.mark.with_hints(batch(table, rows), table.hints(), create_table_variant=True)
 
 
 class Rows:
@@ -261,6 +270,40 @@ class Rows:
     def extend(self, table: Table, rows: Iterable[Mapping[str, Any]]) -> None:
         for row in rows:
             self.add(table, row)
+
+    def add_image(self, image: Dict[str, Any], manifest: Optional[Any] = None) -> None:
+        """An `images` row and, when the manifest is known, its layer and child rows."""
+        from . import manifests
+
+        if manifest is not None:
+            image = {**manifests.image_fields(manifest), **{k: v for k, v in image.items() if v is not None}}
+            key = {
+                "provider": image["provider"],
+                "registry": image["registry"],
+                "repository": image["repository"],
+                "image_digest": image["digest"],
+            }
+            self.extend(IMAGE_LAYERS, manifests.layer_rows(key, manifest))
+            self.extend(IMAGE_MANIFESTS, manifests.child_rows(key, manifest))
+        self.add(IMAGES, image)
+
+    def problem(self, provider: str, registry: Optional[str], repository: Optional[str], call: str, obj: Optional[str], reason: str) -> None:
+        """Record a record loaded only in part (a `load_problems` row and a warning)."""
+        from datetime import datetime, timezone
+
+        log.warning("%s %s %s: %s %s: %s", provider, registry, repository or "", call, obj or "", reason)
+        self.add(
+            LOAD_PROBLEMS,
+            {
+                "provider": provider,
+                "registry": registry,
+                "repository": repository,
+                "call": call,
+                "object": obj,
+                "reason": reason,
+                "seen_at": datetime.now(timezone.utc),
+            },
+        )
 
     def count(self, table: Table) -> int:
         return len(self._rows.get(table.name, ()))

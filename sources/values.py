@@ -100,3 +100,19 @@ def to_text(value: Any) -> Optional[str]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     raise BadValue(f"expected text, got {type(value).__name__}")
+
+
+def as_list(value: Any) -> list:
+    """A setting that may be one value, a comma-separated string, a JSON list or a list."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return [str(v) for v in json.loads(text)]
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if isinstance(value, (list, tuple, set)):
+        return [str(v) for v in value]
+    return [str(value)]

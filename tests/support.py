@@ -1,0 +1,151 @@
+"""Test helpers shared by every source's tests: pipelines on temp files, queries, and the
+expected unified rows computed from an emulator's inventory."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import dlt
+
+from emulators.inventory import Inventory
+from pipelines.load import make_pipeline
+
+
+def new_pipeline(tmp_path, name: str = "registry_etl.duckdb") -> dlt.Pipeline:
+    """A registry_etl pipeline with its DuckDB file and its local state under tmp_path."""
+    return make_pipeline(duckdb_path=str(tmp_path / name), pipelines_dir=str(tmp_path / "pipelines"))
+
+
+def query(pipeline: dlt.Pipeline, sql: str, *params: Any) -> List[Tuple[Any, ...]]:
+    """Run SQL on the pipeline's dataset (tables addressed unqualified)."""
+    with pipeline.sql_client() as client:
+        with client.execute_query(sql, *params) as cursor:
+            return [tuple(row) for row in cursor.fetchall()]
+
+
+def table_exists(pipeline: dlt.Pipeline, table: str) -> bool:
+    with pipeline.sql_client() as client:
+        return bool(
+            client.execute_sql(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+                pipeline.dataset_name,
+                table,
+            )
+        )
+
+
+def truncate_ms(stamp_ns: int) -> datetime:
+    return datetime.fromtimestamp(stamp_ns // 10**9, tz=timezone.utc).replace(
+        microsecond=(stamp_ns % 10**9) // 10**6 * 1000
+    )
+
+
+def truncate_us(stamp_ns: int) -> datetime:
+    return datetime.fromtimestamp(stamp_ns // 10**9, tz=timezone.utc).replace(
+        microsecond=(stamp_ns % 10**9) // 1000
+    )
+
+
+RegistryName = Callable[[str], str]  # inventory registry -> unified `registry` value
+
+
+def expected_images(inv: Inventory, registry_name: RegistryName, time_fn=truncate_ms, size_fn=None) -> Dict[tuple, tuple]:
+    """(registry, repository, digest) -> (size_bytes, created_at, media_type)."""
+    out = {}
+    for repo in inv.repositories():
+        for digest, image in repo.images.items():
+            size = size_fn(image) if size_fn else image.content_size
+            out[(registry_name(repo.registry), repo.name, digest)] = (size, time_fn(image.created_ns), image.media_type)
+    return out
+
+
+def expected_layers(inv: Inventory, registry_name: RegistryName) -> Dict[tuple, List[tuple]]:
+    """(registry, repository, image digest) -> [(digest, size), …] in manifest order."""
+    out = {}
+    for repo in inv.repositories():
+        for digest, image in repo.images.items():
+            if not image.is_index:
+                out[(registry_name(repo.registry), repo.name, digest)] = [(l.digest, l.size) for l in image.layers]
+    return out
+
+
+def expected_children(inv: Inventory, registry_name: RegistryName) -> Dict[tuple, List[tuple]]:
+    """(registry, repository, index digest) -> [(child digest, os, arch, variant, size), …]."""
+    out = {}
+    for repo in inv.repositories():
+        for digest, image in repo.images.items():
+            if image.is_index:
+                out[(registry_name(repo.registry), repo.name, digest)] = [
+                    (c.digest, c.platform[0], c.platform[1], c.platform[2], len(c.raw)) for c in image.children
+                ]
+    return out
+
+
+def expected_tags(inv: Inventory, registry_name: RegistryName) -> Dict[tuple, str]:
+    """(registry, repository, tag) -> digest, the current tag map."""
+    return {
+        (registry_name(repo.registry), repo.name, tag): digest
+        for repo in inv.repositories()
+        for tag, digest in repo.tags.items()
+    }
+
+
+def loaded_images(pipeline, provider: str) -> Dict[tuple, tuple]:
+    rows = query(pipeline, "SELECT registry, repository, digest, size_bytes, created_at, media_type FROM images WHERE provider = %s", provider)
+    return {(r[0], r[1], r[2]): (r[3], r[4], r[5]) for r in rows}
+
+
+def loaded_layers(pipeline, provider: str) -> Dict[tuple, List[tuple]]:
+    rows = query(
+        pipeline,
+        "SELECT registry, repository, image_digest, position, digest, size_bytes FROM images__layers"
+        " WHERE provider = %s ORDER BY registry, repository, image_digest, position",
+        provider,
+    )
+    out: Dict[tuple, List[tuple]] = {}
+    for registry, repository, image_digest, position, digest, size in rows:
+        layers = out.setdefault((registry, repository, image_digest), [])
+        assert position == len(layers), "layer positions must be 0..n-1 in manifest order"
+        layers.append((digest, size))
+    return out
+
+
+def loaded_children(pipeline, provider: str) -> Dict[tuple, List[tuple]]:
+    rows = query(
+        pipeline,
+        "SELECT registry, repository, image_digest, position, digest, platform_os, platform_arch, platform_variant, size_bytes"
+        " FROM images__manifests WHERE provider = %s ORDER BY registry, repository, image_digest, position",
+        provider,
+    )
+    out: Dict[tuple, List[tuple]] = {}
+    for registry, repository, image_digest, _position, *child in rows:
+        out.setdefault((registry, repository, image_digest), []).append(tuple(child))
+    return out
+
+
+def current_tags(pipeline, provider: str) -> Dict[tuple, str]:
+    rows = query(pipeline, "SELECT registry, repository, tag, digest FROM tags WHERE provider = %s AND valid_to IS NULL", provider)
+    out = {}
+    for registry, repository, tag, digest in rows:
+        key = (registry, repository, tag)
+        assert key not in out, f"two open rows for {key}"
+        out[key] = digest
+    return out
+
+
+def tag_history(pipeline, provider: str) -> Dict[tuple, List[Tuple[str, bool]]]:
+    """(registry, repository, tag) -> [(digest, is_open), …] oldest first."""
+    rows = query(
+        pipeline,
+        "SELECT registry, repository, tag, digest, valid_to IS NULL FROM tags WHERE provider = %s ORDER BY valid_from, valid_to NULLS LAST",
+        provider,
+    )
+    out: Dict[tuple, List[Tuple[str, bool]]] = {}
+    for registry, repository, tag, digest, is_open in rows:
+        out.setdefault((registry, repository, tag), []).append((digest, bool(is_open)))
+    return out
+
+
+def table_counts(pipeline, tables=("repositories", "images", "images__layers", "images__manifests", "tags")) -> Dict[str, int]:
+    return {t: query(pipeline, f"SELECT count(*) FROM {t}")[0][0] if table_exists(pipeline, t) else 0 for t in tables}
