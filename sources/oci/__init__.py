@@ -17,18 +17,19 @@ time (config `created`, or the `org.opencontainers.image.created` annotation).
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from collections import Counter
+from typing import Any, Dict, Iterator, Optional, Sequence
 
 import dlt
 from dlt.sources import DltResource
 
-from sources import model
-from sources.state import KnownImages
-
+from ..model import TAGS, emit, scope_marker
+from ..state import KnownImages
+from ..values import as_list
 from .helpers import OciClient, RepositoryReader, registry_host
 from .settings import DEFAULT_CATALOG_PAGE_SIZE, DEFAULT_CONCURRENCY, PROVIDER
 
-log = logging.getLogger("registry_etl.sources.oci")
+log = logging.getLogger("registry_etl.oci")
 
 
 @dlt.source(name="oci", max_table_nesting=0)
@@ -36,11 +37,12 @@ def oci_source(
     registry_url: str = dlt.config.value,
     username: Optional[str] = dlt.secrets.value,
     password: Optional[str] = dlt.secrets.value,
-    repositories: Optional[List[str]] = None,
+    repositories: Optional[Any] = None,
     registry_name: Optional[str] = None,
     catalog_page_size: int = DEFAULT_CATALOG_PAGE_SIZE,
     concurrency: int = DEFAULT_CONCURRENCY,
     verify_tls: bool = True,
+    request_counter: Optional[Counter] = None,
 ) -> Sequence[DltResource]:
     """Repositories, images (manifests, index children), layers and tag history of one OCI registry.
 
@@ -48,14 +50,19 @@ def oci_source(
         registry_url: Base URL of the registry.
         username: User for basic auth or for the token realm; anonymous when unset.
         password: Password or access token of `username`.
-        repositories: Repositories to read instead of walking `/v2/_catalog`.
+        repositories: Repositories to read instead of walking `/v2/_catalog` (one, a list, or
+            comma-separated); their tag history is retired only inside them.
         registry_name: Value of the `registry` column; default host[:port] of `registry_url`.
         catalog_page_size: `n` of each `/v2/_catalog` page (the CNCF registry refuses > 1000).
-        concurrency: Parallel manifest HEAD/GET calls within a repository.
+        concurrency: Manifest HEAD/GET calls in flight within a repository.
         verify_tls: Verify the registry's TLS certificate (off only for a private test registry).
+        request_counter: A Counter that receives the number of calls per kind (catalog, tags,
+            head_manifest, get_manifest, get_blob, token).
 
     Returns:
-        The `repository_names` resource and the `registry_inventory` transformer.
+        The `repository_list` resource (not loaded itself) and the `images` transformer, which
+        emits the `repositories`, `images`, `images__layers`, `images__manifests`, `tags` and
+        `load_problems` tables.
     """
     client = OciClient(
         registry_url,
@@ -63,36 +70,37 @@ def oci_source(
         password,
         registry=registry_name or registry_host(registry_url),
         verify_tls=verify_tls,
+        counter=request_counter,
     )
-    configured = [name.strip("/") for name in repositories or [] if name and name.strip("/")]
+    configured = list(dict.fromkeys(name.strip("/") for name in as_list(repositories) if name.strip("/")))
     known = KnownImages(PROVIDER)
     reader = RepositoryReader(client, lambda repository: known.of(client.registry, repository), concurrency)
 
-    @dlt.resource(name="repository_names", selected=False)
-    def repository_names() -> Iterator[Dict[str, Any]]:
+    @dlt.resource(name="repository_list", selected=False)
+    def repository_list() -> Iterator[Dict[str, Any]]:
         """Pages of repository names (the configured list, or the whole `/v2/_catalog`), then
         one page with `complete` set: the walk reached its end."""
         if configured:
-            yield {"names": list(dict.fromkeys(configured)), "complete": False}
+            yield {"names": configured, "complete": False}
         else:
             for names in client.catalog(catalog_page_size):
                 yield {"names": names, "complete": False}
         yield {"names": [], "complete": True}
 
-    @dlt.transformer(data_from=repository_names, name="registry_inventory")
-    def registry_inventory(page: Dict[str, Any]) -> Iterator[Any]:
-        """Per repository: tags (HEAD per tag for the digest), then new manifests and configs."""
+    @dlt.transformer(data_from=repository_list, name="images")
+    def images(page: Dict[str, Any]) -> Iterator[Any]:
+        """Per repository: tags (a HEAD per tag for its digest), then new manifests and configs."""
         for name in page["names"]:
             rows = reader.read(name, must_exist=bool(configured))
             if configured:
                 # a filtered run retires tag history only inside the repositories it read
-                rows.add(model.TAGS, model.scope_marker(PROVIDER, client.registry, name))
+                rows.add(TAGS, scope_marker(PROVIDER, client.registry, name))
             yield from rows.emit_all()
         if page["complete"]:
             if not configured:
                 # sent only after the catalog walk ended without error: a run that died half way
                 # never retires the tags of repositories it did not reach
-                yield model.emit(model.TAGS, [model.scope_marker(PROVIDER, client.registry)])
+                yield emit(TAGS, [scope_marker(PROVIDER, client.registry)])
             log.info(client.summary())
 
-    return [repository_names, registry_inventory]
+    return repository_list, images

@@ -37,11 +37,11 @@ from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import HeaderLinkPaginator
 from requests.auth import AuthBase
 
-from sources import model
-from sources.errors import ApiError, AuthError, BadResponseError, ConfigError, NotFoundError, redact, register_secret
-from sources.http import RepeatGuardMixin, build_session, check_response, get_json, paginate
-from sources.manifests import Manifest, ManifestError, parse_manifest
-from sources.values import BadValue, to_time
+from .. import model
+from ..errors import ApiError, AuthError, BadResponseError, ConfigError, NotFoundError, redact, register_secret
+from ..http import RepeatGuardMixin, build_session, check_response, get_json, paginate
+from ..manifests import Manifest, ManifestError, parse_manifest
+from ..values import BadValue, to_time
 
 from .settings import (
     CONFIG_MEDIA_TYPES,
@@ -54,7 +54,7 @@ from .settings import (
     TOKEN_EXPIRY_MARGIN_S,
 )
 
-log = logging.getLogger("registry_etl.sources.oci")
+log = logging.getLogger("registry_etl.oci")
 
 
 # ---------------------------------------------------------------- registry address
@@ -357,10 +357,11 @@ class OciClient:
         *,
         registry: Optional[str] = None,
         verify_tls: bool = True,
+        counter: Optional[Counter] = None,
     ) -> None:
         self.base_url = normalise_registry_url(registry_url)
         self.registry = registry or urlsplit(self.base_url).netloc
-        self.calls: Counter = Counter()
+        self.calls: Counter = counter if counter is not None else Counter()
         self._calls_lock = threading.Lock()
         self.auth = RegistryAuth(username, password, registry=self.registry, verify_tls=verify_tls, counter=self.count)
         self.ratelimits = RateLimitLog(self.registry)
@@ -597,6 +598,7 @@ class RepositoryReader:
         self.concurrency = max(1, concurrency)
         self._configs: Dict[str, ConfigInfo] = {}  # config digest -> what it said, for this run
         self._configs_lock = threading.Lock()
+        self._pool: Optional[ThreadPoolExecutor] = None
 
     def read(self, repository: str, must_exist: bool) -> model.Rows:
         registry = self.client.registry
@@ -625,8 +627,14 @@ class RepositoryReader:
     def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> List[Any]:
         if len(items) <= 1 or self.concurrency == 1:
             return [fn(item) for item in items]
-        with ThreadPoolExecutor(min(self.concurrency, len(items))) as pool:
-            return list(pool.map(fn, items))
+        if self._pool is None:  # one pool for the run: starting threads is not free
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="oci")
+        return list(self._pool.map(fn, items))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _read_new_manifests(self, repository: str, digests: Set[str], rows: model.Rows) -> None:
         known = self.known(repository)

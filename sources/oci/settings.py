@@ -1,6 +1,6 @@
 """Constants of the OCI Distribution API source (shared/reference/registry-apis.md §5)."""
 
-from sources.manifests import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
+from ..manifests import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
 PROVIDER = "oci"
 
