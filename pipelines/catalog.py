@@ -34,5 +34,6 @@ PROVIDERS: Dict[str, Provider] = {
     p.name: p
     for p in (
         Provider("ecr", "AWS ECR", "sources.ecr:ecr_source", "emulators.ecr:start_demo"),
+        Provider("oci", "OCI registry", "sources.oci:oci_source", "emulators.oci:start_demo"),
     )
 }

@@ -290,7 +290,8 @@ class RegistryData:
 class Pusher:
     """Plain-HTTP uploads into a Distribution registry (no Docker needed)."""
 
-    def __init__(self, url: str, auth: Optional[Tuple[str, str]] = None, workers: int = 8) -> None:
+    def __init__(self, url: str, auth: Optional[object] = None, workers: int = 8) -> None:
+        """`auth`: (user, password) for basic auth, or a requests AuthBase (bearer tokens)."""
         self.url = url.rstrip("/")
         self.session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=workers, pool_maxsize=workers * 2)

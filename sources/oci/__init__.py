@@ -101,6 +101,7 @@ def oci_source(
                 # sent only after the catalog walk ended without error: a run that died half way
                 # never retires the tags of repositories it did not reach
                 yield emit(TAGS, [scope_marker(PROVIDER, client.registry)])
+            reader.close()
             log.info(client.summary())
 
     return repository_list, images
