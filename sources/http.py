@@ -29,6 +29,9 @@ log = logging.getLogger("registry_etl.http")
 
 ErrorDescriber = Callable[[requests.Response], str]
 
+# the statuses dlt's session retries (429 and every 5xx), honouring Retry-After
+RETRY_STATUSES = frozenset((429, *range(500, 600)))
+
 
 def describe_json_error(response: requests.Response) -> str:
     """A short text of an error body: its JSON if it is JSON, else its first 300 characters."""
@@ -104,6 +107,10 @@ def paginate(
     def hook(response: requests.Response, *args: Any, **kwargs: Any) -> None:
         if counter:
             counter(call)
+        if response.status_code in RETRY_STATUSES:
+            # dlt retries (with Retry-After) only an HTTPError carrying a retryable status: an
+            # error of ours raised here would end the walk at the first 429 or 503
+            response.raise_for_status()
         check_response(response, provider, call, registry, describe)
 
     try:
@@ -117,6 +124,10 @@ def paginate(
             yield page
     except RegistryError:
         raise
+    except requests.HTTPError as exc:  # still 429/5xx after dlt's retries
+        if exc.response is not None:
+            check_response(exc.response, provider, call, registry, describe)
+        raise ApiError(provider, call, f"{type(exc).__name__}: {exc}", registry=registry) from None
     except requests.exceptions.JSONDecodeError as exc:
         raise BadResponseError(provider, call, f"the answer is not JSON ({exc})", registry=registry) from None
     except requests.RequestException as exc:

@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
@@ -596,7 +596,7 @@ class RepositoryReader:
         self.client = client
         self.known = known
         self.concurrency = max(1, concurrency)
-        self._configs: Dict[str, ConfigInfo] = {}  # config digest -> what it said, for this run
+        self._configs: Dict[str, Future] = {}  # config digest -> (ConfigInfo, problem), this run
         self._configs_lock = threading.Lock()
         self._pool: Optional[ThreadPoolExecutor] = None
 
@@ -692,16 +692,28 @@ class RepositoryReader:
             return None
         if blob.media_type not in CONFIG_MEDIA_TYPES or (blob.size_bytes or 0) > MAX_CONFIG_BYTES:
             return None  # an artifact's config, not an image's: nothing to read there
+        # one GET per config digest for the whole run, even when threads ask at the same time
         with self._configs_lock:
-            cached = self._configs.get(blob.digest)
-        if cached is not None:
-            return cached
-        try:
-            doc = self.client.blob_json(repository, blob.digest)
-        except (NotFoundError, BadResponseError) as exc:
-            problems.append(f"config blob {blob.digest}: {exc.detail}")
-            return None
-        info = read_config(doc, problems)
-        with self._configs_lock:
-            self._configs[blob.digest] = info
+            future = self._configs.get(blob.digest)
+            owner = future is None
+            if owner:
+                future = self._configs[blob.digest] = Future()
+        if owner:
+            try:
+                future.set_result(self._fetch_config(repository, blob.digest))
+            except BaseException as exc:
+                future.set_exception(exc)
+                raise
+        info, problem = future.result()
+        if problem:
+            problems.append(problem)
         return info
+
+    def _fetch_config(self, repository: str, digest: str) -> Tuple[Optional[ConfigInfo], Optional[str]]:
+        try:
+            doc = self.client.blob_json(repository, digest)
+        except (NotFoundError, BadResponseError) as exc:
+            return None, f"config blob {digest}: {exc.detail}"
+        problems: List[str] = []
+        info = read_config(doc, problems)
+        return info, "; ".join(problems) or None

@@ -1,0 +1,209 @@
+"""The OCI source against a REAL registry (Debian's docker-registry, CNCF distribution 2.8).
+
+Images are pushed by the fixtures with plain HTTP uploads, derived from the generated inventory:
+names with slashes, OCI indexes and Docker manifest lists (multi-arch), untagged manifests,
+then a moved tag, a deleted manifest and a repository whose manifests are all deleted.
+Expected values come from the pushed documents, never from literals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from urllib.parse import urlsplit
+
+import pytest
+
+from emulators.base import Faults
+from emulators.inventory import Inventory
+from emulators.oci import Pusher, RegistryData
+from sources.errors import AuthError, NotFoundError
+from tests.oci.conftest import load_oci, pushed_registry
+from tests.oci.expected import (
+    assert_loaded_exactly,
+    current_tags,
+    expected_images,
+    snapshot,
+    tag_history,
+)
+from tests.support import new_pipeline, query, table_counts
+
+
+def load_error(pipeline, **options) -> BaseException:
+    """The error a failing load reports (what the CLI prints)."""
+    from pipelines.cli import _root_cause
+
+    with pytest.raises(Exception) as info:
+        load_oci(pipeline, **options)
+    return _root_cause(info.value)
+
+
+def host(url: str) -> str:
+    return urlsplit(url).netloc
+
+
+def single_images_with_tags(data, repository):
+    repo = data.repositories[repository]
+    return [d for d in sorted(set(repo.tags.values())) if not repo.images[d].is_index]
+
+
+def test_acceptance_20_repositories_300_manifests_history_and_noop(tmp_path, start_registry, proxy_to):
+    inventory = Inventory(seed=7, repositories=20, images=271)
+    registry, data, pusher = pushed_registry(start_registry, inventory)
+    counts = data.counts()
+    assert (counts["repositories"], counts["reachable"]) == (20, 300)  # the acceptance size
+    assert counts["manifests"] > counts["reachable"]  # untagged manifests exist and stay invisible
+    kinds = {image.media_type for image in data.expected_images().values()}
+    assert {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"} <= kinds
+    assert any("/" in name for name in data.repositories)
+
+    proxy = proxy_to(registry.url)
+    pipeline = new_pipeline(tmp_path)
+    calls = load_oci(pipeline, registry_url=proxy.url)
+    assert_loaded_exactly(pipeline, data, host(proxy.url))
+    assert proxy.counters["get_manifest"] == 300  # each manifest fetched once
+    configs = {img.config.digest for img in data.expected_images().values() if img.config}
+    assert proxy.counters["get_blob"] == len(configs)  # each config blob once
+    assert calls["get_manifest"] == 300
+    # the index rows link their platform children, and each child is an images row of its own
+    children = query(
+        pipeline,
+        "SELECT count(*), count(i.digest) FROM images__manifests m LEFT JOIN images i"
+        " ON i.repository = m.repository AND i.digest = m.digest",
+    )[0]
+    assert children[0] == children[1] > 0
+    repos = dict(query(pipeline, "SELECT repository, image_count FROM repositories WHERE provider = 'oci'"))
+    assert repos == {name: len(set(r.tags.values())) for name, r in data.repositories.items()}
+
+    # a no-op rerun: listing calls only (catalog, tags, HEAD per tag), no manifest or blob GETs
+    before_counts = table_counts(pipeline)
+    proxy.reset_counters()
+    load_oci(pipeline, registry_url=proxy.url)
+    assert proxy.counters["get_manifest"] == 0
+    assert proxy.counters["get_blob"] == 0
+    assert proxy.counters["head_manifest"] == counts["tags"]
+    assert table_counts(pipeline) == before_counts
+    first = snapshot(data)
+
+    # users at work: tags moved, images pushed, a manifest deleted, a repository emptied
+    moves = data.move_tags(pusher, 4)
+    pushed = data.push_images(pusher, 5)
+    victim_repo = next(name for name in sorted(data.repositories) if len(single_images_with_tags(data, name)) >= 2)
+    victim = single_images_with_tags(data, victim_repo)[0]
+    deleted_tags = [(victim_repo, tag, victim) for tag in data.delete_manifest(pusher, victim_repo, victim)]
+    emptied = next(
+        name for name in sorted(data.repositories, reverse=True)
+        if name != victim_repo and data.repositories[name].tags and name not in {m[0] for m in moves}
+    )
+    for digest in sorted(set(data.repositories[emptied].tags.values())):
+        deleted_tags += [(emptied, tag, digest) for tag in data.delete_manifest(pusher, emptied, digest)]
+    assert moves and pushed and deleted_tags
+
+    proxy.reset_counters()
+    load_oci(pipeline, registry_url=proxy.url)
+    new_digests = set(expected_images(data)) - set(first["images"])
+    assert proxy.counters["get_manifest"] == len(new_digests)  # only what was never loaded
+    assert_loaded_exactly(pipeline, data, host(proxy.url), earlier=[first])
+
+    history = tag_history(pipeline)
+    for repository, tag, old, new in moves:
+        assert history[(repository, tag)] == [(old, False), (new, True)]
+    for repository, tag, digest in deleted_tags:
+        assert history[(repository, tag)] == [(digest, False)]
+    changed = {(m[0], m[1]) for m in moves} | {(d[0], d[1]) for d in deleted_tags}
+    for key, rows in history.items():
+        if key not in changed:  # unchanged and newly pushed tags: one open row
+            assert rows == [(data.expected_tags()[key], True)], key
+    # the emptied repository stays in the catalog (a registry quirk) with no current tags
+    assert emptied in dict(query(pipeline, "SELECT repository, image_count FROM repositories"))
+    assert not [k for k in current_tags(pipeline, host(proxy.url)) if k[0] == emptied]
+
+
+def test_catalog_pages_by_link_and_filtered_runs_keep_other_history(tmp_path, start_registry, proxy_to):
+    inventory = Inventory(seed=3, repositories=5, images=30, multiarch_every=4)
+    registry, data, pusher = pushed_registry(start_registry, inventory)
+    proxy = proxy_to(registry.url)
+    pipeline = new_pipeline(tmp_path)
+    load_oci(pipeline, registry_url=proxy.url, catalog_page_size=2)
+    assert proxy.counters["catalog"] == 3  # 5 names, 2 a page, relative Link headers followed
+    assert_loaded_exactly(pipeline, data, host(proxy.url))
+    first = snapshot(data)
+
+    # a run filtered to one repository retires history only inside it
+    names = sorted(data.repositories)
+    inside, outside = names[0], names[1]
+    for name in (inside, outside):
+        digest = sorted(set(data.repositories[name].tags.values()))[0]
+        data.delete_manifest(pusher, name, digest)
+    load_oci(pipeline, registry_url=proxy.url, repositories=[inside])
+    open_tags = current_tags(pipeline, host(proxy.url))
+    assert {k: v for k, v in open_tags.items() if k[0] == inside} == {
+        k: v for k, v in data.expected_tags().items() if k[0] == inside
+    }
+    still_open_outside = {k for k in open_tags if k[0] == outside}
+    assert still_open_outside > {k for k in data.expected_tags() if k[0] == outside}  # not retired yet
+    # the next full run catches up
+    load_oci(pipeline, registry_url=proxy.url)
+    assert_loaded_exactly(pipeline, data, host(proxy.url), earlier=[first])
+
+    error = load_error(pipeline, registry_url=proxy.url, repositories=["no/such-repository"])
+    assert isinstance(error, NotFoundError)
+    assert "no/such-repository" in str(error) and host(proxy.url) in str(error)
+
+
+def test_basic_auth_wrong_password_is_a_clear_error_right_one_loads(tmp_path, start_registry, caplog):
+    inventory = Inventory(seed=5, repositories=3, images=12)
+    password = "Basic-Secret-4242"
+    registry = start_registry(htpasswd={"reader": password})
+    data = RegistryData(inventory)
+    Pusher(registry.url, auth=("reader", password)).push_all(data)
+    pipeline = new_pipeline(tmp_path)
+    caplog.set_level(logging.DEBUG)
+
+    error = load_error(pipeline, registry_url=registry.url, username="reader", password="wrong-password-1")
+    assert isinstance(error, AuthError)
+    message = str(error)
+    assert host(registry.url) in message and "GET /v2/_catalog" in message and "HTTP 401" in message
+    assert "wrong-password-1" not in message
+
+    assert isinstance(load_error(pipeline, registry_url=registry.url), AuthError)  # none given
+
+    load_oci(pipeline, registry_url=registry.url, username="reader", password=password)
+    assert_loaded_exactly(pipeline, data, host(registry.url))
+    assert password not in caplog.text and "wrong-password-1" not in caplog.text
+    dump = json.dumps(query(pipeline, "SELECT * FROM images"), default=str)
+    dump += json.dumps(query(pipeline, "SELECT * FROM tags"), default=str)
+    assert password not in dump
+
+
+def test_throttling_and_server_errors_are_retried_and_rate_limits_reported(tmp_path, start_registry, proxy_to, caplog):
+    inventory = Inventory(seed=9, repositories=3, images=15)
+    registry, data, _ = pushed_registry(start_registry, inventory)
+    proxy = proxy_to(registry.url, Faults(throttle_every=4, error_every=7, retry_after_s=0), ratelimit=(100, 90))
+    pipeline = new_pipeline(tmp_path)
+    caplog.set_level(logging.INFO, logger="registry_etl")
+    load_oci(pipeline, registry_url=proxy.url)
+    assert proxy.faults_injected["throttle"] > 0 and proxy.faults_injected["error"] > 0
+    assert_loaded_exactly(pipeline, data, host(proxy.url))
+    assert "ratelimit-limit=100;w=21600" in caplog.text
+    assert "throttled" in caplog.text
+
+
+def test_demo_start_and_load_through_settings(tmp_path, monkeypatch):
+    from emulators.oci import registry_binary, start_demo
+
+    if not registry_binary():
+        import os
+
+        if os.environ.get("CI"):
+            pytest.fail("CI: docker-registry is required")
+        pytest.skip("docker-registry not installed")
+    demo, env = start_demo()
+    try:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        pipeline = new_pipeline(tmp_path)
+        load_oci(pipeline)  # registry_url from SOURCES__OCI__REGISTRY_URL, as the CLI runs it
+        assert_loaded_exactly(pipeline, demo.data, host(demo.url))
+    finally:
+        demo.stop()
