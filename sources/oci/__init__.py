@@ -23,11 +23,11 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 import dlt
 from dlt.sources import DltResource
 
-from ..model import TAGS, emit, scope_marker
+from ..model import IMAGE_LAYERS, TAGS, Rows, emit, scope_marker
 from ..state import KnownImages
 from ..values import as_list
 from .helpers import OciClient, RepositoryReader, registry_host
-from .settings import DEFAULT_CATALOG_PAGE_SIZE, DEFAULT_CONCURRENCY, PROVIDER
+from .settings import DEFAULT_CATALOG_PAGE_SIZE, DEFAULT_CONCURRENCY, PROVIDER, ROWS_PER_BATCH
 
 log = logging.getLogger("registry_etl.oci")
 
@@ -90,12 +90,15 @@ def oci_source(
     @dlt.transformer(data_from=repository_list, name="images")
     def images(page: Dict[str, Any]) -> Iterator[Any]:
         """Per repository: tags (a HEAD per tag for its digest), then new manifests and configs."""
+        rows = Rows()  # one arrow table per table and page: dlt's cost is per item, not per row
         for name in page["names"]:
-            rows = reader.read(name, must_exist=bool(configured))
+            reader.read(name, must_exist=bool(configured), rows=rows)
             if configured:
                 # a filtered run retires tag history only inside the repositories it read
                 rows.add(TAGS, scope_marker(PROVIDER, client.registry, name))
-            yield from rows.emit_all()
+            if rows.count(TAGS) + rows.count(IMAGE_LAYERS) >= ROWS_PER_BATCH:
+                yield from rows.emit_all()
+        yield from rows.emit_all()
         if page["complete"]:
             if not configured:
                 # sent only after the catalog walk ended without error: a run that died half way

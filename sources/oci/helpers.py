@@ -600,9 +600,10 @@ class RepositoryReader:
         self._configs_lock = threading.Lock()
         self._pool: Optional[ThreadPoolExecutor] = None
 
-    def read(self, repository: str, must_exist: bool) -> model.Rows:
+    def read(self, repository: str, must_exist: bool, rows: Optional[model.Rows] = None) -> model.Rows:
+        """Add the rows of one repository to `rows` (a new collection when None)."""
         registry = self.client.registry
-        rows = model.Rows()
+        rows = rows if rows is not None else model.Rows()
         tags = self.client.tags(repository)
         if tags is None:
             if must_exist:

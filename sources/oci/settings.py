@@ -26,3 +26,6 @@ DEFAULT_TOKEN_LIFETIME_S = 60
 TOKEN_EXPIRY_MARGIN_S = 5
 
 RATELIMIT_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "docker-ratelimit-source")
+
+# rows collected before they are handed to dlt as arrow tables (dlt's cost is per item)
+ROWS_PER_BATCH = 20_000
