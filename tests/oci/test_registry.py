@@ -208,3 +208,47 @@ def test_demo_start_and_load_through_settings(tmp_path, monkeypatch):
         assert_loaded_exactly(pipeline, demo.data, host(demo.url))
     finally:
         demo.stop()
+
+
+def test_bearer_token_challenge_against_the_real_registry(tmp_path, start_registry):
+    from emulators.oci.token import TokenServer
+    from sources.oci.helpers import OciClient, RegistryAuth
+
+    secret = "Token-Secret-9876"
+    workdir = tmp_path / "token"
+    workdir.mkdir()
+    tokens = TokenServer(workdir, users={"robot": secret}).start()
+    try:
+        registry = start_registry(token_auth=tokens.registry_config())
+        data = RegistryData(Inventory(seed=4, repositories=3, images=10))
+        Pusher(registry.url, auth=RegistryAuth("robot", secret)).push_all(data)  # push scopes by challenge
+        tokens.reset_counters()
+
+        pipeline = new_pipeline(tmp_path)
+        load_oci(pipeline, registry_url=registry.url, username="robot", password=secret)
+        assert_loaded_exactly(pipeline, data, host(registry.url))
+        # one token per scope, cached across tags, HEADs, manifests and blobs of a repository
+        assert tokens.counters["token"] == 1 + len(data.repositories)
+        granted = {(a["type"], a["name"], tuple(a["actions"])) for c in tokens.issued[-4:] for a in c["access"]}
+        assert granted == {("registry", "catalog", ("*",))} | {
+            ("repository", name, ("pull",)) for name in data.repositories
+        }
+
+        # a cached token the registry refuses is replaced; an expired one is not even sent
+        client = OciClient(registry.url, "robot", secret)
+        assert sorted(n for page in client.catalog(100) for n in page) == sorted(data.repositories)
+        for token in client.auth._tokens.values():
+            token.value = "not-a-valid-token"
+        assert sorted(n for page in client.catalog(100) for n in page) == sorted(data.repositories)
+        assert client.calls["token"] == 2
+        for token in client.auth._tokens.values():
+            token.expires_at = 0.0
+        assert sorted(n for page in client.catalog(100) for n in page) == sorted(data.repositories)
+        assert client.calls["token"] == 3
+
+        error = load_error(pipeline, registry_url=registry.url, username="robot", password="wrong-token-pw")
+        assert isinstance(error, AuthError)
+        assert "token endpoint" in str(error) and "robot" in str(error) and "wrong-token-pw" not in str(error)
+        assert isinstance(load_error(pipeline, registry_url=registry.url), AuthError)  # anonymous refused
+    finally:
+        tokens.stop()
