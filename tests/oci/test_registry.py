@@ -152,29 +152,54 @@ def test_catalog_pages_by_link_and_filtered_runs_keep_other_history(tmp_path, st
     assert "no/such-repository" in str(error) and host(proxy.url) in str(error)
 
 
-def test_basic_auth_wrong_password_is_a_clear_error_right_one_loads(tmp_path, start_registry, caplog):
-    inventory = Inventory(seed=5, repositories=3, images=12)
+def cli(tmp_path, monkeypatch, capsys, env):
+    """`registry-etl --debug load oci`, configured by the environment only; (exit code, output).
+
+    Run in-process (`pipelines.cli.main`): a subprocess would spend seconds importing dlt."""
+    from pipelines.cli import main
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    capsys.readouterr()
+    try:
+        code = main(["--debug", "load", "oci", "--quiet", "--duckdb", str(tmp_path / "cli.duckdb"),
+                     "--pipelines-dir", str(tmp_path / "cli-pipelines")])
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_basic_auth_wrong_password_is_a_clear_error_right_one_loads(tmp_path, start_registry, monkeypatch, capsys, caplog):
     password = "Basic-Secret-4242"
     registry = start_registry(htpasswd={"reader": password})
-    data = RegistryData(inventory)
+    data = RegistryData(Inventory(seed=5, repositories=3, images=12))
     Pusher(registry.url, auth=("reader", password)).push_all(data)
+    env = {"SOURCES__OCI__REGISTRY_URL": registry.url, "SOURCES__OCI__USERNAME": "reader"}
+
+    code, out, err = cli(tmp_path, monkeypatch, capsys, {**env, "SOURCES__OCI__PASSWORD": "wrong-password-1"})
+    assert code == 3, err  # the CLI's exit code for an auth error
+    message = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(message) == 1
+    assert host(registry.url) in message[0] and "GET /v2/_catalog" in message[0] and "HTTP 401" in message[0]
+    assert "UNAUTHORIZED" in message[0] and "credentials" in message[0]
+
+    assert isinstance(load_error(new_pipeline(tmp_path, "anonymous.duckdb"), registry_url=registry.url), AuthError)
+
+    # the right password, configured the same way (in-process: a subprocess costs seconds here)
+    for key, value in {**env, "SOURCES__OCI__PASSWORD": password}.items():
+        monkeypatch.setenv(key, value)
     pipeline = new_pipeline(tmp_path)
     caplog.set_level(logging.DEBUG)
-
-    error = load_error(pipeline, registry_url=registry.url, username="reader", password="wrong-password-1")
-    assert isinstance(error, AuthError)
-    message = str(error)
-    assert host(registry.url) in message and "GET /v2/_catalog" in message and "HTTP 401" in message
-    assert "wrong-password-1" not in message
-
-    assert isinstance(load_error(pipeline, registry_url=registry.url), AuthError)  # none given
-
-    load_oci(pipeline, registry_url=registry.url, username="reader", password=password)
+    load_oci(pipeline)
     assert_loaded_exactly(pipeline, data, host(registry.url))
-    assert password not in caplog.text and "wrong-password-1" not in caplog.text
-    dump = json.dumps(query(pipeline, "SELECT * FROM images"), default=str)
-    dump += json.dumps(query(pipeline, "SELECT * FROM tags"), default=str)
-    assert password not in dump
+    # the secrets never show: not in any output (debug logs included), not in the data
+    for output in (out, err, caplog.text):
+        assert password not in output and "wrong-password-1" not in output
+    dump = json.dumps([query(pipeline, f"SELECT * FROM {t}") for t in ("images", "tags", "repositories")], default=str)
+    assert password not in dump and "reader" not in dump
 
 
 def test_throttling_and_server_errors_are_retried_and_rate_limits_reported(tmp_path, start_registry, proxy_to, caplog):
