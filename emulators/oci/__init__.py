@@ -63,12 +63,20 @@ class CountingProxy(Emulator):
 
     name = "oci-proxy"
 
-    def __init__(self, upstream: str, faults: Optional[Faults] = None, ratelimit: Optional[Tuple[int, int]] = None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        faults: Optional[Faults] = None,
+        ratelimit: Optional[Tuple[int, int]] = None,
+        head_without_digest: bool = False,
+    ) -> None:
         super().__init__(faults)
         self.upstream = upstream.rstrip("/")
         self.session = requests.Session()
         # (limit, remaining at start): Docker Hub style `ratelimit-*` headers on every answer
         self.ratelimit = ratelimit
+        # some registries send no Docker-Content-Digest on HEAD: the client must GET instead
+        self.head_without_digest = head_without_digest
 
     def operation(self, request: Request) -> str:
         return classify(request.method, request.path)
@@ -98,6 +106,8 @@ class CountingProxy(Emulator):
         )
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
         out_headers.update(self._ratelimit_headers())
+        if self.head_without_digest and request.method == "HEAD":
+            out_headers = {k: v for k, v in out_headers.items() if k.lower() != "docker-content-digest"}
         content_type = upstream.headers.get("Content-Type", "application/octet-stream")
         return Response(upstream.status_code, upstream.content, out_headers, content_type=content_type)
 

@@ -363,6 +363,7 @@ class OciClient:
         self.registry = registry or urlsplit(self.base_url).netloc
         self.calls: Counter = counter if counter is not None else Counter()
         self._calls_lock = threading.Lock()
+        self._prefetched: Dict[Tuple[str, str], FetchedManifest] = {}
         self.auth = RegistryAuth(username, password, registry=self.registry, verify_tls=verify_tls, counter=self.count)
         self.ratelimits = RateLimitLog(self.registry)
         self.client: RESTClient = _BodyPagesClient(
@@ -428,11 +429,20 @@ class OciClient:
         digest = response.headers.get("Docker-Content-Digest")
         if digest:
             return digest
-        # a registry that omits the header on HEAD: the digest is the sha256 of the manifest
+        # a registry that omits the header on HEAD: the digest is the sha256 of the manifest,
+        # whose bytes are kept so that a new digest is not fetched twice
         fetched = self.manifest(repository, reference)
-        return fetched.digest if fetched else None
+        if fetched is None:
+            return None
+        with self._calls_lock:
+            self._prefetched[(repository, fetched.digest)] = fetched
+        return fetched.digest
 
     def manifest(self, repository: str, reference: str) -> Optional[FetchedManifest]:
+        with self._calls_lock:
+            kept = self._prefetched.pop((repository, reference), None)
+        if kept is not None:
+            return kept
         call = f"GET /v2/{repository}/manifests/{reference}"
         response = self._send("GET", f"v2/{repository_path(repository)}/manifests/{reference_path(reference)}", call, "get_manifest")
         if response.status_code == 404:
@@ -442,6 +452,12 @@ class OciClient:
         digest = response.headers.get("Docker-Content-Digest") or sha256_digest(raw)
         media_type = (response.headers.get("Content-Type") or "").split(";")[0].strip() or None
         return FetchedManifest(digest, media_type, raw)
+
+    def forget_prefetched(self, repository: str) -> None:
+        """Drop manifests kept from HEAD fallbacks once their repository is read."""
+        with self._calls_lock:
+            for key in [key for key in self._prefetched if key[0] == repository]:
+                del self._prefetched[key]
 
     def blob_json(self, repository: str, digest: str) -> Any:
         """A small JSON blob (an image config); redirects to storage are followed."""
@@ -618,6 +634,7 @@ class RepositoryReader:
         for tag, digest in sorted(tag_map.items()):
             rows.add(model.TAGS, model.tag_row(PROVIDER, registry, repository, tag, digest))
         self._read_new_manifests(repository, set(tag_map.values()), rows)
+        self.client.forget_prefetched(repository)
         rows.add(
             model.REPOSITORIES,
             {"provider": PROVIDER, "registry": registry, "repository": repository,
@@ -648,6 +665,11 @@ class RepositoryReader:
             todo = []
             for digest, image_rows in results:
                 if image_rows is None:
+                    rows.add(model.LOAD_PROBLEMS, problem_row(
+                        self.client.registry, repository, "GET manifest", digest,
+                        "manifest not found: deleted while this run read the repository, or an index names"
+                        " a child the registry does not have",
+                    ))
                     continue
                 rows.add(model.IMAGES, image_rows.image)
                 rows.extend(model.IMAGE_LAYERS, image_rows.layers)

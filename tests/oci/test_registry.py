@@ -200,12 +200,18 @@ def test_basic_auth_wrong_password_is_a_clear_error_right_one_loads(tmp_path, st
         assert password not in output and "wrong-password-1" not in output
     dump = json.dumps([query(pipeline, f"SELECT * FROM {t}") for t in ("images", "tags", "repositories")], default=str)
     assert password not in dump and "reader" not in dump
+    # nor in dlt's local state and traces (resolved config values are kept there)
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.suffix not in (".duckdb", ".wal"):
+            assert password.encode() not in path.read_bytes(), path
 
 
-def test_throttling_and_server_errors_are_retried_and_rate_limits_reported(tmp_path, start_registry, proxy_to, caplog):
+def test_throttling_errors_retried_rate_limits_reported_and_heads_without_digest(tmp_path, start_registry, proxy_to, caplog):
     inventory = Inventory(seed=9, repositories=3, images=15)
     registry, data, _ = pushed_registry(start_registry, inventory)
-    proxy = proxy_to(registry.url, Faults(throttle_every=4, error_every=7, retry_after_s=0), ratelimit=(100, 90))
+    proxy = proxy_to(
+        registry.url, Faults(throttle_every=4, error_every=7, retry_after_s=0), ratelimit=(100, 90), head_without_digest=True
+    )
     pipeline = new_pipeline(tmp_path)
     caplog.set_level(logging.INFO, logger="registry_etl")
     load_oci(pipeline, registry_url=proxy.url)
@@ -213,6 +219,8 @@ def test_throttling_and_server_errors_are_retried_and_rate_limits_reported(tmp_p
     assert_loaded_exactly(pipeline, data, host(proxy.url))
     assert "ratelimit-limit=100;w=21600" in caplog.text
     assert "throttled" in caplog.text
+    # without Docker-Content-Digest on HEAD the digest is the sha256 of the manifest (a GET per tag)
+    assert proxy.counters["get_manifest"] >= len(data.expected_tags())
 
 
 def test_demo_start_and_load_through_settings(tmp_path, monkeypatch):
