@@ -190,11 +190,9 @@ class RegistryAuth(AuthBase):
         if self._mode == "basic" and self.username:
             return self._basic_header()
         if self._mode == "bearer":
-            scope = scope_for_url(url)
-            with self._lock:
-                token = self._tokens.get(scope or "")
-            if token and token.fresh():
-                return f"Bearer {token.value}"
+            token = self._cached_token(scope_for_url(url))
+            if token:
+                return f"Bearer {token}"
         return None
 
     def _on_response(self, response: requests.Response, **kwargs: Any) -> requests.Response:
@@ -208,7 +206,12 @@ class RegistryAuth(AuthBase):
             header = self._basic_header()
         elif scheme == "bearer" and params.get("realm"):
             self._mode = "bearer"
-            header = "Bearer " + self._fetch_token(params, response.request.url or "")
+            sent = response.request.headers.get("Authorization")
+            cached = self._cached_token(params.get("scope"))
+            if cached and f"Bearer {cached}" != sent:
+                header = f"Bearer {cached}"  # another thread fetched it meanwhile
+            else:
+                header = "Bearer " + self._fetch_token(params, response.request.url or "")
         else:
             return response
         if response.request.headers.get("Authorization") == header:
@@ -222,6 +225,11 @@ class RegistryAuth(AuthBase):
         again.history.append(response)
         again.request = retry
         return again
+
+    def _cached_token(self, scope: Optional[str]) -> Optional[str]:
+        with self._lock:
+            token = self._tokens.get(scope or "")
+        return token.value if token and token.fresh() else None
 
     def _fetch_token(self, challenge: Dict[str, str], url: str) -> str:
         realm = challenge["realm"]
@@ -361,7 +369,8 @@ class OciClient:
     ) -> None:
         self.base_url = normalise_registry_url(registry_url)
         self.registry = registry or urlsplit(self.base_url).netloc
-        self.calls: Counter = counter if counter is not None else Counter()
+        self.calls: Counter = Counter()  # this registry's calls, for its summary line
+        self._shared_counter = counter  # the run's counter (all sources of a load share it)
         self._calls_lock = threading.Lock()
         self._prefetched: Dict[Tuple[str, str], FetchedManifest] = {}
         self.auth = RegistryAuth(username, password, registry=self.registry, verify_tls=verify_tls, counter=self.count)
@@ -374,6 +383,8 @@ class OciClient:
     def count(self, call: str) -> None:
         with self._calls_lock:
             self.calls[call] += 1
+            if self._shared_counter is not None:
+                self._shared_counter[call] += 1
 
     # -- listings
     def catalog(self, page_size: int) -> Iterator[List[str]]:

@@ -164,3 +164,13 @@ def test_child_platform_comes_from_the_index_entry():
     fetched = _fetched(doc, OCI_MANIFEST)
     rows = map_manifest("r", "a", fetched, parse_manifest(fetched.raw), ConfigInfo(os="linux", arch="amd64"), ("linux", "arm", "v7"))
     assert (rows.image["platform_arch"], rows.image["platform_variant"]) == ("arm", "v7")
+
+
+def test_demo_without_the_registry_binary_raises_a_one_line_reason(monkeypatch):
+    import emulators.oci.registry as registry_module
+    from emulators.oci import RegistryUnavailable, start_demo
+
+    monkeypatch.setattr(registry_module, "registry_binary", lambda: None)
+    with pytest.raises(RegistryUnavailable) as error:
+        start_demo()
+    assert "docker-registry" in str(error.value) and "\n" not in str(error.value)
