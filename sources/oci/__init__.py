@@ -9,6 +9,11 @@ Settings under `[sources.oci]` (env `SOURCES__OCI__…`):
   `{registry}/{repository}:{tag}` is what `docker pull` takes.
 - `catalog_page_size`, `concurrency`, `verify_tls`.
 
+Rows: `images.size_bytes` is config + layers (what a pull downloads, compressed), NULL for an
+index or manifest list, whose children are `images` rows of their own linked through
+`images__manifests` (summing them would count shared layers twice); `repositories.image_count`
+is the number of distinct tagged manifests (`tag_count` the number of tags).
+
 What the Distribution API cannot give: untagged manifests that no index references (there is no
 "list manifests" call), push and pull times and pull counts. `created_at` is the image's build
 time (config `created`, or the `org.opencontainers.image.created` annotation).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 import pytest
 
