@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from urllib.parse import urlencode
 from typing import Any, Dict, Optional, Tuple
 
 import requests
@@ -69,6 +71,7 @@ class CountingProxy(Emulator):
         faults: Optional[Faults] = None,
         ratelimit: Optional[Tuple[int, int]] = None,
         head_without_digest: bool = False,
+        tags_page_size: int = 0,
     ) -> None:
         super().__init__(faults)
         self.upstream = upstream.rstrip("/")
@@ -77,6 +80,9 @@ class CountingProxy(Emulator):
         self.ratelimit = ratelimit
         # some registries send no Docker-Content-Digest on HEAD: the client must GET instead
         self.head_without_digest = head_without_digest
+        # the CNCF registry ignores `n` on tags/list; GHCR, Docker Hub and Harbor page it with
+        # `Link`: with a page size the proxy pages the registry's answer the same way
+        self.tags_page_size = tags_page_size
 
     def operation(self, request: Request) -> str:
         return classify(request.method, request.path)
@@ -99,6 +105,26 @@ class CountingProxy(Emulator):
         return Response(503, {"errors": [{"code": "UNAVAILABLE", "message": "service unavailable"}]})
 
     def handle(self, request: Request, operation: str) -> Response:
+        if operation == "tags" and self.tags_page_size and request.method == "GET":
+            return self._tags_page(request)
+        return self._forward(request)
+
+    def _tags_page(self, request: Request) -> Response:
+        upstream = self._forward(Request("GET", request.path, {}, request.headers, b""))
+        if upstream.status != 200:
+            return upstream
+        body = json.loads(upstream.body)
+        tags = sorted(body.get("tags") or [])
+        last = request.param("last")
+        start = 0 if last is None else next((i for i, tag in enumerate(tags) if tag > last), len(tags))
+        page = tags[start : start + self.tags_page_size]
+        headers = dict(upstream.headers)
+        if start + self.tags_page_size < len(tags):
+            query = urlencode({"n": self.tags_page_size, "last": page[-1]})
+            headers["Link"] = f'<{request.path}?{query}>; rel="next"'
+        return Response(200, {"name": body.get("name"), "tags": page}, headers)
+
+    def _forward(self, request: Request) -> Response:
         url = self.upstream + request.path + (f"?{request.raw_query}" if request.raw_query else "")
         headers = {k: v for k, v in request.headers.items() if k not in ("host", "content-length", "connection")}
         upstream = self.session.request(

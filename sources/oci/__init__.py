@@ -97,7 +97,11 @@ def oci_source(
         """Per repository: tags (a HEAD per tag for its digest), then new manifests and configs."""
         rows = Rows()  # one arrow table per table and page: dlt's cost is per item, not per row
         for name in page["names"]:
-            reader.read(name, must_exist=bool(configured), rows=rows)
+            try:
+                reader.read(name, must_exist=bool(configured), rows=rows)
+            except BaseException:
+                reader.close()  # the run ends here: do not leave the worker threads behind
+                raise
             if configured:
                 # a filtered run retires tag history only inside the repositories it read
                 rows.add(TAGS, scope_marker(PROVIDER, client.registry, name))

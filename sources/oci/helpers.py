@@ -40,7 +40,7 @@ from requests.auth import AuthBase
 from .. import model
 from ..errors import ApiError, AuthError, BadResponseError, ConfigError, NotFoundError, redact, register_secret
 from ..http import RepeatGuardMixin, build_session, check_response, get_json, paginate
-from ..manifests import Manifest, ManifestError, parse_manifest
+from ..manifests import DOCKER_MANIFEST_V1_SIGNED, Manifest, ManifestError, parse_manifest
 from ..values import BadValue, to_time
 
 from .settings import (
@@ -642,6 +642,11 @@ class RepositoryReader:
             tags = []  # listed in the catalog but gone (the CNCF registry keeps deleted names)
         digests = self._map(lambda tag: (tag, self.client.head_digest(repository, tag)), tags)
         tag_map = {tag: digest for tag, digest in digests if digest}
+        for tag, digest in digests:
+            if not digest:  # listed, then gone (deleted meanwhile), or a type we cannot accept
+                rows.add(model.LOAD_PROBLEMS, problem_row(
+                    registry, repository, "HEAD manifest", tag, "the tag is listed but its manifest is not found"
+                ))
         for tag, digest in sorted(tag_map.items()):
             rows.add(model.TAGS, model.tag_row(PROVIDER, registry, repository, tag, digest))
         self._read_new_manifests(repository, set(tag_map.values()), rows)
@@ -703,7 +708,9 @@ class RepositoryReader:
             return digest, None
         extra_problems: List[str] = []
         actual = sha256_digest(fetched.raw)
-        if digest.startswith("sha256:") and actual != digest:
+        # a signed schema-1 manifest's digest covers the payload without its signatures
+        signed_v1 = fetched.media_type == DOCKER_MANIFEST_V1_SIGNED
+        if digest.startswith("sha256:") and actual != digest and not signed_v1:
             extra_problems.append(f"manifest bytes hash to {actual}, not to {digest}")
         fetched.digest = digest
         try:

@@ -1,12 +1,24 @@
 """Constants of the OCI Distribution API source (shared/reference/registry-apis.md §5)."""
 
-from ..manifests import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
+from ..manifests import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    DOCKER_MANIFEST_V1,
+    DOCKER_MANIFEST_V1_SIGNED,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 
 PROVIDER = "oci"
 
 # One Accept for every manifest request. Without a type in Accept the CNCF registry answers 404
 # for an OCI manifest or index, and turns a Docker manifest list into its amd64 child.
-MANIFEST_ACCEPT = ", ".join((OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
+# Docker schema 1 comes last, at a lower weight: only a registry holding nothing newer sends it,
+# and a tag that answered 404 for want of it would look deleted.
+MANIFEST_ACCEPT = ", ".join(
+    (OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST)
+    + tuple(f"{media_type};q=0.5" for media_type in (DOCKER_MANIFEST_V1_SIGNED, DOCKER_MANIFEST_V1))
+)
 
 # Image config blobs: the only blobs read, for `created` and the platform.
 CONFIG_MEDIA_TYPES = (

@@ -130,10 +130,11 @@ def test_acceptance_20_repositories_300_manifests_history_and_noop(tmp_path, sta
 def test_catalog_pages_by_link_and_filtered_runs_keep_other_history(tmp_path, start_registry, proxy_to):
     inventory = Inventory(seed=3, repositories=5, images=30, multiarch_every=4)
     registry, data, pusher = pushed_registry(start_registry, inventory)
-    proxy = proxy_to(registry.url)
+    proxy = proxy_to(registry.url, tags_page_size=3)  # tags/list paged by Link, as GHCR does
     pipeline = new_pipeline(tmp_path)
     load_oci(pipeline, registry_url=proxy.url, catalog_page_size=2)
     assert proxy.counters["catalog"] == 3  # 5 names, 2 a page, relative Link headers followed
+    assert proxy.counters["tags"] == sum(max(1, -(-len(r.tags) // 3)) for r in data.repositories.values())
     assert_loaded_exactly(pipeline, data, host(proxy.url))
     first = snapshot(data)
 
