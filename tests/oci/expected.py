@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Dict, List, Sequence, Tuple
 
 from emulators.oci import RegistryData
-from tests.support import query
+from tests.support import query, table_exists
 
 
 def expected_images(data: RegistryData) -> Dict[Tuple[str, str], tuple]:
@@ -124,3 +124,5 @@ def assert_loaded_exactly(pipeline, data: RegistryData, registry: str, earlier: 
     assert loaded_layers(pipeline) == expected["layers"]
     assert loaded_children(pipeline) == expected["children"]
     assert current_tags(pipeline, registry) == data.expected_tags()
+    if table_exists(pipeline, "load_problems"):  # nothing was loaded only in part
+        assert query(pipeline, "SELECT call, object, reason FROM load_problems WHERE provider = 'oci'") == []
