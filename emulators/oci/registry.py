@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +35,18 @@ def registry_binary() -> Optional[str]:
     """The registry binary's path, or None when the Debian package is not installed."""
     found = shutil.which("docker-registry") or (REGISTRY_BINARY if os.path.exists(REGISTRY_BINARY) else None)
     return found
+
+
+def _die_with_parent() -> None:
+    """Linux: the registry gets SIGTERM when the process that started it dies, even by SIGKILL,
+    so an interrupted test run or demo leaves no server behind."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux/glibc: best effort only
+        pass
 
 
 def free_port() -> int:
@@ -118,7 +131,11 @@ class RegistryProcess:
         config.write_text(self._config())
         self._log = open(self.workdir / "registry.log", "wb")
         self.process = subprocess.Popen(
-            [binary, "serve", str(config)], stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            [binary, "serve", str(config)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
