@@ -169,6 +169,8 @@ class RegistryAuth(AuthBase):
         self.registry = registry
         self.counter = counter
         register_secret(self.password)
+        if self.username:  # its base64 form is what travels: keep that out of logs as well
+            register_secret(self._basic_header().split(" ", 1)[1])
         self._mode: Optional[str] = None
         self._tokens: Dict[str, _Token] = {}
         self._lock = threading.Lock()

@@ -202,8 +202,11 @@ def test_basic_auth_wrong_password_is_a_clear_error_right_one_loads(tmp_path, st
     load_oci(pipeline)
     assert_loaded_exactly(pipeline, data, host(registry.url))
     # the secrets never show: not in any output (debug logs included), not in the data
+    import base64
+
+    basic = base64.b64encode(f"reader:{password}".encode()).decode()
     for output in (out, err, caplog.text):
-        assert password not in output and "wrong-password-1" not in output
+        assert password not in output and "wrong-password-1" not in output and basic not in output
     dump = json.dumps([query(pipeline, f"SELECT * FROM {t}") for t in ("images", "tags", "repositories")], default=str)
     assert password not in dump and "reader" not in dump
     # nor in dlt's local state and traces (resolved config values are kept there)
