@@ -29,9 +29,6 @@ log = logging.getLogger("registry_etl.http")
 
 ErrorDescriber = Callable[[requests.Response], str]
 
-# the statuses dlt's session retries (429 and every 5xx), honouring Retry-After
-RETRY_STATUSES = frozenset((429, *range(500, 600)))
-
 
 def describe_json_error(response: requests.Response) -> str:
     """A short text of an error body: its JSON if it is JSON, else its first 300 characters."""
@@ -41,7 +38,12 @@ def describe_json_error(response: requests.Response) -> str:
 
 def build_session(verify_tls: bool = True) -> requests.Session:
     """A requests session with dlt's retry policy (attempts, backoff, Retry-After)."""
-    session = Client(raise_for_status=False).session
+    client = Client(raise_for_status=False)
+    try:
+        client.configure()  # honour the [runtime] request_* settings (attempts, backoff, timeout)
+    except Exception as exc:  # no config context: dlt's defaults
+        log.debug("runtime request settings not applied: %s", exc)
+    session = client.session
     if not verify_tls:
         log.warning("TLS certificate verification is OFF for this source (verify_tls = false)")
         session.verify = False
@@ -107,9 +109,11 @@ def paginate(
     def hook(response: requests.Response, *args: Any, **kwargs: Any) -> None:
         if counter:
             counter(call)
-        if response.status_code in RETRY_STATUSES:
-            # dlt retries (with Retry-After) only an HTTPError carrying a retryable status: an
-            # error of ours raised here would end the walk at the first 429 or 503
+        if response.status_code == 429 or response.status_code >= 500:
+            # dlt's session retries an HTTPError carrying 429/5xx (the hook runs inside each
+            # attempt) and re-raises the last one, handled below. Returning quietly instead would
+            # hand the last error body to the paginator as if it were a page of data: an empty
+            # catalog or tag list, silently.
             response.raise_for_status()
         check_response(response, provider, call, registry, describe)
 
@@ -124,12 +128,13 @@ def paginate(
             yield page
     except RegistryError:
         raise
-    except requests.HTTPError as exc:  # still 429/5xx after dlt's retries
+    except requests.exceptions.JSONDecodeError as exc:
+        raise BadResponseError(provider, call, f"the answer is not JSON ({exc})", registry=registry) from None
+    except requests.HTTPError as exc:
+        # 429/5xx still failing after dlt's retries: the registry's own error text
         if exc.response is not None:
             check_response(exc.response, provider, call, registry, describe)
         raise ApiError(provider, call, f"{type(exc).__name__}: {exc}", registry=registry) from None
-    except requests.exceptions.JSONDecodeError as exc:
-        raise BadResponseError(provider, call, f"the answer is not JSON ({exc})", registry=registry) from None
     except requests.RequestException as exc:
         raise ApiError(provider, call, f"{type(exc).__name__}: {exc}", registry=registry) from None
     except (ValueError, KeyError, TypeError) as exc:

@@ -174,3 +174,26 @@ def test_demo_without_the_registry_binary_raises_a_one_line_reason(monkeypatch):
     with pytest.raises(RegistryUnavailable) as error:
         start_demo()
     assert "docker-registry" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_throttled_to_the_end_is_an_error_not_an_empty_listing(monkeypatch):
+    """429 on every attempt: the walk fails with the registry's error; it must never read the
+    error body as an empty page (an empty catalog would retire every tag of the registry)."""
+    from emulators.base import Faults
+    from emulators.oci import CountingProxy
+    from sources.errors import ApiError
+    from sources.oci.helpers import OciClient
+
+    monkeypatch.setenv("RUNTIME__REQUEST_BACKOFF_FACTOR", "0")
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "3")
+    always_throttled = CountingProxy("http://127.0.0.1:9", Faults(throttle_every=1)).start()
+    try:
+        client = OciClient(always_throttled.url)
+        with pytest.raises(ApiError) as error:
+            list(client.catalog(100))
+        assert "TOOMANYREQUESTS" in str(error.value) and "GET /v2/_catalog" in str(error.value)
+        with pytest.raises(ApiError):
+            client.tags("team/app")
+        assert always_throttled.counters["catalog"] == 3 and always_throttled.counters["tags"] == 3
+    finally:
+        always_throttled.stop()
