@@ -110,9 +110,10 @@ def paginate(
         if counter:
             counter(call)
         if response.status_code == 429 or response.status_code >= 500:
-            # raise, not return: dlt's session retries an HTTPError with these statuses (the hook
-            # runs inside each attempt) and re-raises it after the last one (see below); a
-            # returned 5xx would come back after the last attempt and its error body be read as a page
+            # dlt's session retries an HTTPError carrying 429/5xx (the hook runs inside each
+            # attempt) and re-raises the last one, handled below. Returning quietly instead would
+            # hand the last error body to the paginator as if it were a page of data: an empty
+            # catalog or tag list, silently.
             response.raise_for_status()
         check_response(response, provider, call, registry, describe)
 
