@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, Iterator, Optional
 
 import requests
 from dlt.sources.helpers.requests import Client
+from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_STATUS
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator, JSONResponseCursorPaginator
 
@@ -38,7 +39,10 @@ def describe_json_error(response: requests.Response) -> str:
 
 def build_session(verify_tls: bool = True) -> requests.Session:
     """A requests session with dlt's retry policy (attempts, backoff, Retry-After)."""
-    session = Client(raise_for_status=False).session
+    client = Client(raise_for_status=False)
+    # a new Client starts from dlt's class defaults: read RUNTIME__REQUEST_* (config.toml, env)
+    client.configure()
+    session = client.session
     if not verify_tls:
         log.warning("TLS certificate verification is OFF for this source (verify_tls = false)")
         session.verify = False
@@ -104,6 +108,10 @@ def paginate(
     def hook(response: requests.Response, *args: Any, **kwargs: Any) -> None:
         if counter:
             counter(call)
+        if response.status_code in DEFAULT_RETRY_STATUS:
+            # the hook runs inside the retried send: an HTTPError carrying the response is what
+            # dlt's retry policy retries (honouring Retry-After); our own error would not be
+            raise requests.HTTPError(f"HTTP {response.status_code}", response=response)
         check_response(response, provider, call, registry, describe)
 
     try:
@@ -117,6 +125,10 @@ def paginate(
             yield page
     except RegistryError:
         raise
+    except requests.HTTPError as exc:  # a 429/5xx still failing after dlt's retries
+        if exc.response is not None:
+            check_response(exc.response, provider, call, registry, describe)
+        raise ApiError(provider, call, f"{type(exc).__name__}: {exc}", registry=registry) from None
     except requests.exceptions.JSONDecodeError as exc:
         raise BadResponseError(provider, call, f"the answer is not JSON ({exc})", registry=registry) from None
     except requests.RequestException as exc:
