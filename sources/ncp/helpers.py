@@ -438,12 +438,13 @@ class TagMapper:
         entries = [entry for entry in (tag.get("images") or []) if isinstance(entry, dict)]
         self.tag_count += 1
         self.rows.add(TAGS, tag_row(PROVIDER, self.registry, self.repository, name, digest))
+        full_size = convert(tag, "full_size", to_int)
         ncp_tag = {
             "registry": self.registry,
             "repository": self.repository,
             "tag": name,
             "digest": digest,
-            "full_size": convert(tag, "full_size", to_int),
+            "full_size": full_size,
             "last_updated": convert(tag, "last_updated", to_time),
             "creator": convert(tag, "creator", _text),
             "last_updater": convert(tag, "last_updater", _text),
@@ -458,12 +459,12 @@ class TagMapper:
         self.seen.add(digest)
         children = [entry for entry in entries if entry.get("digest") and entry.get("digest") != digest]
         if children:
-            self._index(tag, digest, children, convert)
+            self._index(tag, digest, children, full_size, convert)
         else:
             own = next((entry for entry in entries if entry.get("digest") == digest), entries[0] if entries else {})
             row = self._entry_row(own, digest, convert)
             if row["size_bytes"] is None:
-                row["size_bytes"] = convert(tag, "full_size", to_int)
+                row["size_bytes"] = full_size
             self.rows.add_image(row)
 
     def _entry_row(self, entry: Dict[str, Any], digest: str, convert: Converter) -> Dict[str, Any]:
@@ -487,7 +488,9 @@ class TagMapper:
         row.update(_extras(entry, _ENTRY_FIELDS))
         return row
 
-    def _index(self, tag: Dict[str, Any], digest: str, children: List[Dict[str, Any]], convert: Converter) -> None:
+    def _index(
+        self, tag: Dict[str, Any], digest: str, children: List[Dict[str, Any]], full_size: Optional[int], convert: Converter
+    ) -> None:
         """A multi-arch tag: the index row, its children's rows, and the links between them."""
         child_rows = [self._entry_row(child, child["digest"], convert) for child in children]
         created = [row["created_at"] for row in child_rows if row["created_at"] is not None]
@@ -499,7 +502,7 @@ class TagMapper:
             "digest": digest,
             # the tag object does not carry the index's own media type (some answers may)
             "media_type": _text(tag.get("media_type") or tag.get("mediaType")),
-            "size_bytes": convert(tag, "full_size", to_int),
+            "size_bytes": full_size,
             "created_at": min(created) if created else None,
             "last_pulled_at": max(pulled) if pulled else None,
             "child_count": len(children),
