@@ -107,6 +107,13 @@ class NcpEmulator(Emulator):
         self.tag_requests.clear()
         self.rejected.clear()
 
+    def _control(self, request: Request) -> Response:
+        response = super()._control(request)
+        if request.path == "/_emulator/counters" and isinstance(response.body, dict):
+            with self._lock:
+                response.body["tag_requests"] = {f"{reg}/{image}": n for (reg, image), n in self.tag_requests.items()}
+        return response
+
     # ---- protocol
     def operation(self, request: Request) -> str:
         _, parts = self._route(request.path)

@@ -96,8 +96,9 @@ def _load_registry(api: NcpApi, doc: Dict[str, Any], stamps: ImageStamps, concur
     listed = doc.pop("_listed")
     registry = registry_endpoint(name, api.region, doc if listed else None)
     rows = Rows()
-    rows.add(NCP_REGISTRIES, registry_row(doc, registry, api.region, rows))
-    yield from rows.emit_all()
+    if listed:  # a configured name tells nothing about the registry: keep what a listing told
+        rows.add(NCP_REGISTRIES, registry_row(doc, registry, api.region, rows))
+        yield from rows.emit_all()
 
     stamp_of: Dict[str, Any] = {}
     for images in api.list_images(name):

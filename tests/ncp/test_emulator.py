@@ -77,3 +77,11 @@ def test_last_updated_moves_when_tags_change(emulator):
     assert after[repo.name] > before[repo.name]
     assert {k: v for k, v in after.items() if k != repo.name} == {k: v for k, v in before.items() if k != repo.name}
     del repo.tags["moved-here"]
+
+
+def test_counters_endpoint_lists_tag_requests_per_image(emulator):
+    name = sorted(emulator.inventory.registries["reg-a"])[0]
+    get(emulator, f"/ncr/api/v2/repositories/reg-a/{name.replace('/', '%2F')}/tags")
+    counters = requests.get(emulator.url + "/_emulator/counters", timeout=10).json()
+    assert counters["tag_requests"][f"reg-a/{name}"] >= 1
+    assert counters["requests"]["ListTags"] >= 1
