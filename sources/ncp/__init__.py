@@ -79,11 +79,19 @@ def ncp_source(
             return
         for page in api.list_registries():
             yield [{**doc, "_listed": True} for doc in page if doc.get("name")]
+        # the region's listing is complete: registries loaded before and absent now are gone
+        yield [{"_listing_done": True}]
+
+    seen_registries: set = set()
 
     @dlt.transformer(data_from=registry_list, name="ncp_inventory")
     def ncp_inventory(page: List[Dict[str, Any]]) -> Iterator[Any]:
         """Per registry: its repositories, then the tags of those that changed."""
         for doc in page:
+            if doc.get("_listing_done"):
+                yield from _close_vanished_registries(stamps, seen_registries)
+                continue
+            seen_registries.add(registry_endpoint(doc["name"], api.region, doc if doc.get("_listed") else None))
             yield from _load_registry(api, doc, stamps, concurrency)
 
     return registry_list, ncp_inventory
@@ -134,3 +142,11 @@ def _load_registry(api: NcpApi, doc: Dict[str, Any], stamps: ImageStamps, concur
         yield emit(TAGS, [scope_marker(PROVIDER, registry, repository) for repository in vanished])
     for repository in vanished:
         stamps.forget(registry, repository)
+
+
+def _close_vanished_registries(stamps: ImageStamps, seen: set) -> Iterator[Any]:
+    """A registry an earlier load read that the region no longer lists: close its tag history."""
+    for registry in sorted(stamps.registries() - seen):
+        yield emit(TAGS, [scope_marker(PROVIDER, registry)])
+        for repository in stamps.repositories_of(registry):
+            stamps.forget(registry, repository)

@@ -238,6 +238,20 @@ def test_new_images_and_vanished_repositories(tmp_path, ncp_env):
         assert images[key] == value
 
 
+def test_vanished_registry_closes_its_tags(tmp_path, ncp_env):
+    inventory = Inventory(seed=11, registries=("reg-a", "reg-b"), repositories=4, images=30)
+    emulator = ncp_env(inventory)
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline)
+    gone = inventory.registries.pop("reg-b")
+    emulator.reset_counters()
+    load(pipeline)
+    assert emulator.counters["ListTags"] == 0  # nothing changed in reg-a
+    assert current_tags(pipeline, "ncp") == expected_tags(inventory)
+    closed = query(pipeline, "SELECT count(*) FROM tags WHERE registry = %s AND valid_to IS NOT NULL", endpoint("reg-b"))
+    assert closed[0][0] == sum(len(repo.tags) for repo in gone.values()) > 0
+
+
 def test_faults_do_not_change_the_data(tmp_path, ncp_env):
     inventory = Inventory(seed=21, registries=("reg-a", "reg-b"), repositories=6, images=60)
     emulator = ncp_env(inventory, Faults(throttle_every=4, error_every=7, drop_every=11, truncate_every=13))
