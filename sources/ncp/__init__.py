@@ -77,10 +77,11 @@ def ncp_source(
         if configured:
             yield [{"name": name, "_listed": False} for name in configured]
             return
-        for page in api.list_registries():
-            yield [{**doc, "_listed": True} for doc in page if doc.get("name")]
-        # the region's listing is complete: registries loaded before and absent now are gone
-        yield [{"_listing_done": True}]
+        # one item for the whole listing (a region has a handful of registries): dlt evaluates
+        # transformer calls round-robin, so the end-of-listing check must come in the same item
+        listing = [{**doc, "_listed": True} for page in api.list_registries() for doc in page if doc.get("name")]
+        # after the listing: registries loaded before and absent now are gone
+        yield listing + [{"_listing_done": True}]
 
     seen_registries: set = set()
 
