@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
 from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
@@ -151,6 +151,9 @@ class NextPagePaginator(PageNumberPaginator):
         if following is None or not data:
             self._has_next_page = False
             return
+        if isinstance(following, str) and "page=" in following:
+            # tolerate a DRF-style link in `next` (the reference documents a page number)
+            following = parse_qs(urlsplit(following).query).get("page", [following])[0]
         try:
             following = int(following)
         except (TypeError, ValueError):

@@ -88,3 +88,12 @@ def test_gateway_error_body_is_described():
     plain = requests.Response()
     plain.status_code, plain._content, plain.reason = 502, b"<html>bad gateway</html>", "Bad Gateway"
     assert describe_gateway_error(plain) == "<html>bad gateway</html>"
+
+
+def test_paginator_tolerates_a_link_in_next():
+    paginator = NextPagePaginator()
+    request = _request()
+    paginator.init_request(request)
+    paginator.update_state(_response({"count": 5, "next": "https://h/x?page=2&pagesize=2", "results": [1, 2]}), [1, 2])
+    paginator.update_request(request)
+    assert request.params["page"] == 2
