@@ -12,7 +12,7 @@ import pytest
 from emulators.base import Faults
 from emulators.inventory import Inventory
 from pipelines.cli import _root_cause
-from sources.errors import AuthError, ConfigError, NotFoundError
+from sources.errors import ApiError, AuthError, ConfigError, NotFoundError
 from tests.ncp.conftest import (
     endpoint,
     expected_children,
@@ -260,6 +260,17 @@ def test_faults_do_not_change_the_data(tmp_path, ncp_env):
     for kind in ("throttle", "error", "drop", "truncate"):
         assert emulator.faults_injected[kind] > 0, kind
     assert_matches_inventory(pipeline, inventory)
+
+
+def test_a_registry_failing_past_the_retries_is_an_api_error_not_missing_data(tmp_path, ncp_env, monkeypatch):
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "3")
+    emulator = ncp_env(Inventory(seed=1, registries=("reg-a",), repositories=2, images=5), Faults(error_every=1))
+    with pytest.raises(Exception) as info:
+        load(new_pipeline(tmp_path))
+    error = _root_cause(info.value)
+    assert isinstance(error, ApiError) and error.status == 503
+    assert "ListRegistries" in str(error) and "Service Unavailable" in str(error)
+    assert emulator.counters["ListRegistries"] == 3  # every attempt, then the error
 
 
 def test_wrong_secret_is_an_auth_error_naming_registry_and_call(tmp_path, ncp_env, monkeypatch):
