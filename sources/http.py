@@ -13,7 +13,6 @@ from typing import Any, Callable, Dict, Iterator, Optional
 
 import requests
 from dlt.sources.helpers.requests import Client
-from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_STATUS
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator, JSONResponseCursorPaginator
 
@@ -40,8 +39,10 @@ def describe_json_error(response: requests.Response) -> str:
 def build_session(verify_tls: bool = True) -> requests.Session:
     """A requests session with dlt's retry policy (attempts, backoff, Retry-After)."""
     client = Client(raise_for_status=False)
-    # a new Client starts from dlt's class defaults: read RUNTIME__REQUEST_* (config.toml, env)
-    client.configure()
+    try:
+        client.configure()  # honour the [runtime] request_* settings (attempts, backoff, timeout)
+    except Exception as exc:  # no config context: dlt's defaults
+        log.debug("runtime request settings not applied: %s", exc)
     session = client.session
     if not verify_tls:
         log.warning("TLS certificate verification is OFF for this source (verify_tls = false)")
@@ -108,9 +109,11 @@ def paginate(
     def hook(response: requests.Response, *args: Any, **kwargs: Any) -> None:
         if counter:
             counter(call)
-        if response.status_code in DEFAULT_RETRY_STATUS:
-            # the hook runs inside the retried send: an HTTPError carrying the response is what
-            # dlt's retry policy retries (honouring Retry-After); our own error would not be
+        if response.status_code == 429 or response.status_code >= 500:
+            # the hook runs inside each retried attempt: an HTTPError carrying the response is
+            # what dlt's retry policy retries (Retry-After honoured) and, once the attempts run
+            # out, re-raises (handled below). Returning instead would hand the last error body
+            # to the paginator as if it were a page: an empty listing, data silently missing.
             raise requests.HTTPError(f"HTTP {response.status_code}", response=response)
         check_response(response, provider, call, registry, describe)
 
@@ -125,12 +128,13 @@ def paginate(
             yield page
     except RegistryError:
         raise
-    except requests.HTTPError as exc:  # a 429/5xx still failing after dlt's retries
+    except requests.exceptions.JSONDecodeError as exc:
+        raise BadResponseError(provider, call, f"the answer is not JSON ({exc})", registry=registry) from None
+    except requests.HTTPError as exc:
+        # 429/5xx still failing after dlt's retries: the registry's own error text
         if exc.response is not None:
             check_response(exc.response, provider, call, registry, describe)
         raise ApiError(provider, call, f"{type(exc).__name__}: {exc}", registry=registry) from None
-    except requests.exceptions.JSONDecodeError as exc:
-        raise BadResponseError(provider, call, f"the answer is not JSON ({exc})", registry=registry) from None
     except requests.RequestException as exc:
         raise ApiError(provider, call, f"{type(exc).__name__}: {exc}", registry=registry) from None
     except (ValueError, KeyError, TypeError) as exc:
