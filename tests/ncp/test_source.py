@@ -126,24 +126,19 @@ def test_regions_use_their_paths_and_endpoints(tmp_path, ncp_env):
     assert {r[0] for r in query(pipeline, "SELECT registry FROM repositories")} == {"sg-reg.sg.ncr.ntruss.com"}
     assert emulator.rejected == Counter()
 
+    # a configured registry list skips the registry listing
+    emulator.reset_counters()
     seoul = new_pipeline(tmp_path / "kr")
-    load(seoul, region="kr")
+    load(seoul, region="kr", registries=["seoul-reg"])
+    assert emulator.counters["ListRegistries"] == 0
     assert {r[0] for r in query(seoul, "SELECT registry FROM repositories")} == {"seoul-reg.kr.ncr.ntruss.com"}
+    seoul_only = Inventory(seed=6, registries=("seoul-reg", "sg-reg"), repositories=4, images=30)
+    del seoul_only.registries["sg-reg"]
+    assert current_tags(seoul, "ncp") == expected_tags(seoul_only, "kr")
 
     with pytest.raises(Exception) as info:
         load(new_pipeline(tmp_path / "bad"), region="us")
     assert isinstance(_root_cause(info.value), ConfigError)
-
-
-def test_configured_registries_skip_the_registry_listing(tmp_path, ncp_env):
-    inventory = Inventory(seed=7, registries=("reg-a", "reg-b"), repositories=4, images=30)
-    emulator = ncp_env(inventory)
-    pipeline = new_pipeline(tmp_path)
-    load(pipeline, registries=["reg-b"])
-    assert emulator.counters["ListRegistries"] == 0
-    only_b = Inventory(seed=7, registries=("reg-a", "reg-b"), repositories=4, images=30)
-    del only_b.registries["reg-a"]
-    assert_matches_inventory(pipeline, only_b)
 
 
 def _change_three_repositories(inventory):
@@ -218,48 +213,27 @@ def test_rerun_reads_tags_of_changed_images_only_and_records_history(tmp_path, n
     assert query(pipeline, "SELECT count(*) FROM tags WHERE valid_to IS NOT NULL")[0][0] == 0
 
 
-def test_new_images_and_vanished_repositories(tmp_path, ncp_env):
-    inventory = Inventory(seed=9, registries=("reg-a",), repositories=5, images=50)
+def test_new_images_vanished_repositories_and_registries(tmp_path, ncp_env):
+    inventory = Inventory(seed=9, registries=("reg-a", "reg-b"), repositories=6, images=60)
     emulator = ncp_env(inventory)
     pipeline = new_pipeline(tmp_path)
     load(pipeline)
     gone = sorted(inventory.registries["reg-a"])[-1]
     gone_tags = dict(inventory.registries["reg-a"].pop(gone).tags)
+    gone_registry = inventory.registries.pop("reg-b")
     pushed = inventory.push_images(2)
     emulator.reset_counters()
     load(pipeline)
-    assert set(emulator.tag_requests) <= {("reg-a", repo.name) for repo, _ in pushed}
+    assert set(emulator.tag_requests) == {("reg-a", repo.name) for repo, _ in pushed}
     assert current_tags(pipeline, "ncp") == expected_tags(inventory)
     history = tag_history(pipeline, "ncp")
     for tag, digest in gone_tags.items():
         assert history[(endpoint("reg-a"), gone, tag)] == [(digest, False)]
+    closed = query(pipeline, "SELECT count(*) FROM tags WHERE registry = %s AND valid_to IS NOT NULL", endpoint("reg-b"))
+    assert closed[0][0] == sum(len(repo.tags) for repo in gone_registry.values()) > 0
     images = loaded_images(pipeline)
     for key, value in expected_images(inventory).items():
         assert images[key] == value
-
-
-def test_vanished_registry_closes_its_tags(tmp_path, ncp_env):
-    inventory = Inventory(seed=11, registries=("reg-a", "reg-b"), repositories=4, images=30)
-    emulator = ncp_env(inventory)
-    pipeline = new_pipeline(tmp_path)
-    load(pipeline)
-    gone = inventory.registries.pop("reg-b")
-    emulator.reset_counters()
-    load(pipeline)
-    assert emulator.counters["ListTags"] == 0  # nothing changed in reg-a
-    assert current_tags(pipeline, "ncp") == expected_tags(inventory)
-    closed = query(pipeline, "SELECT count(*) FROM tags WHERE registry = %s AND valid_to IS NOT NULL", endpoint("reg-b"))
-    assert closed[0][0] == sum(len(repo.tags) for repo in gone.values()) > 0
-
-
-def test_faults_do_not_change_the_data(tmp_path, ncp_env):
-    inventory = Inventory(seed=21, registries=("reg-a", "reg-b"), repositories=6, images=60)
-    emulator = ncp_env(inventory, Faults(throttle_every=4, error_every=7, drop_every=11, truncate_every=13))
-    pipeline = new_pipeline(tmp_path)
-    load(pipeline, page_size=4)
-    for kind in ("throttle", "error", "drop", "truncate"):
-        assert emulator.faults_injected[kind] > 0, kind
-    assert_matches_inventory(pipeline, inventory)
 
 
 def test_a_registry_failing_past_the_retries_is_an_api_error_not_missing_data(tmp_path, ncp_env, monkeypatch):
