@@ -110,11 +110,11 @@ def paginate(
         if counter:
             counter(call)
         if response.status_code == 429 or response.status_code >= 500:
-            # the hook runs inside each retried attempt: an HTTPError carrying the response is
-            # what dlt's retry policy retries (Retry-After honoured) and, once the attempts run
-            # out, re-raises (handled below). Returning instead would hand the last error body
-            # to the paginator as if it were a page: an empty listing, data silently missing.
-            raise requests.HTTPError(f"HTTP {response.status_code}", response=response)
+            # dlt's session retries an HTTPError carrying 429/5xx (the hook runs inside each
+            # attempt) and re-raises the last one, handled below. Returning quietly instead would
+            # hand the last error body to the paginator as if it were a page of data: an empty
+            # catalog or tag list, silently.
+            response.raise_for_status()
         check_response(response, provider, call, registry, describe)
 
     try:
