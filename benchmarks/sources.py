@@ -9,14 +9,14 @@ is pointed at through the same environment variables as the source).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 
 @dataclass(frozen=True)
 class BenchSource:
     name: str  # the provider name in pipelines.catalog
     registries: Tuple[str, ...]  # inventory registry names (ECR: regions)
-    baseline: str  # "module:function" of the naive baseline
+    baseline: Optional[str]  # "module:function" of the naive baseline; None: our phases only
     # calls made once per image or per batch of images: a no-op rerun must make none
     detail_operations: Tuple[str, ...] = ()
     source_options: Dict[str, Any] = field(default_factory=dict)
@@ -31,5 +31,8 @@ BENCH_SOURCES: Dict[str, BenchSource] = {
             baseline="benchmarks.baselines.ecr:run",
             detail_operations=("DescribeImages", "BatchGetImage"),
         ),
+        # no naive baseline written for these yet: full, no-op and changed loads only
+        BenchSource("ncp", registries=("bench-apps",), baseline=None),
+        BenchSource("swr", registries=("bench-team",), baseline=None),
     )
 }
