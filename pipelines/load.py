@@ -181,21 +181,21 @@ def run_load(
     retries = RetryCounter()
     try:
         with retries:
-            sources = []
-            for name in providers:
-                provider = PROVIDERS[name]
-                options = dict((source_options or {}).get(name, {}))
-                options.setdefault("request_counter", counter)
-                sources.append(provider.make_source(**options))
+            def make_sources() -> List[Any]:
+                sources = []
+                for name in providers:
+                    options = dict((source_options or {}).get(name, {}))
+                    options.setdefault("request_counter", counter)
+                    sources.append(PROVIDERS[name].make_source(**options))
+                return sources
+
             files = is_file_destination(pipeline)
+            if full_refresh:
+                _drop_sources(pipeline, make_sources())
             # on files every table is an append log: each row must say which run wrote it
             # (dlt leaves `_dlt_load_id` out of arrow tables unless asked; pipelines.snapshots)
             with environment({FILES_LOAD_ID_SETTING: "true"} if files else {}):
-                info = pipeline.run(
-                    sources,
-                    refresh="drop_sources" if full_refresh else None,
-                    loader_file_format="parquet" if files else None,
-                )
+                info = pipeline.run(make_sources(), loader_file_format="parquet" if files else None)
         summary.load_id = info.loads_ids[-1] if info.loads_ids else None
         summary.rows = _row_counts(pipeline)
         if summary.problems:
@@ -218,6 +218,21 @@ def run_load(
 
             record(pipeline, summary)
     return summary
+
+
+def _drop_sources(pipeline: dlt.Pipeline, sources: List[Any]) -> None:
+    """`--full-refresh`: drop the sources' tables and state in the destination FIRST.
+
+    dlt's `refresh="drop_sources"` drops them only at the load step, after extraction; but the
+    sources read the destination while extracting (digests already loaded are not fetched
+    again), so a one-step refresh would skip every known image and then drop it. Here an
+    empty run with the refresh drops everything, and the real run starts from nothing.
+    """
+    for source in sources:
+        for resource in source.resources.values():
+            resource.selected = False
+    pipeline.run(sources, refresh="drop_sources")
+    log.info("full refresh: dropped the tables and state of %s", ", ".join(s.name for s in sources))
 
 
 def root_cause(exc: BaseException) -> BaseException:
