@@ -29,6 +29,7 @@ from .exits import (  # noqa: F401  (re-exported: the codes are part of the CLI'
     EXIT_PARTIAL,
     classify,
 )
+from .load import root_cause as _root_cause  # noqa: F401  (kept for callers of the old name)
 from .logs import is_json, setup_logging
 
 log = logging.getLogger("registry_etl")
@@ -39,6 +40,10 @@ NEXT_SQL = """Try next (duckdb {path}):
   SELECT repository, count(*) AS images, sum(size_bytes) AS bytes FROM registry.images GROUP BY ALL ORDER BY bytes DESC LIMIT 10;
   SELECT repository, tag, digest, valid_from, valid_to FROM registry.tags ORDER BY repository, tag, valid_from;
   SELECT digest, count(DISTINCT repository) AS repositories FROM registry.images__layers GROUP BY digest HAVING count(DISTINCT repository) > 1;"""
+
+
+def _setup_logging(debug: bool, log_format: str = "text") -> None:
+    setup_logging(debug, log_format)
 
 
 def _report_error(args: argparse.Namespace, message: str, code: int, kind: str = "error") -> int:
