@@ -47,6 +47,7 @@ def classify(exc: BaseException) -> Tuple[int, str, str]:
     if isinstance(cause, RegistryError):
         return EXIT_CODES.get(cause.kind, EXIT_FAILED), cause.kind, str(cause)
     message = redact(f"{type(cause).__name__}: {cause}")
-    if "ConfigField" in type(cause).__name__ or "ConfigField" in message or "ConfigurationValueError" in type(cause).__name__:
+    config_errors = ("ConfigField", "ConfigurationValueError", "UnknownDestination", "InvalidDestinationReference")
+    if any(name in type(cause).__name__ for name in config_errors) or "ConfigField" in message:
         return EXIT_CONFIG, "config", f"configuration: {message}"
     return EXIT_FAILED, "error", message

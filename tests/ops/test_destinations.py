@@ -86,6 +86,13 @@ def test_postgres_holds_what_duckdb_holds(tmp_path, ecr, ecr_inventory, postgres
             assert current[(ecr_registry(repo.registry), repo.name, tag)] == old
     expected_target = {k: v for k, v in expected_tags(ecr_inventory, ecr_registry).items() if k[:2] == (ecr_registry(target.registry), target.name)}
     assert {k: v for k, v in current.items() if k[:2] == (ecr_registry(target.registry), target.name)} == expected_target
+    # the analytics views (created after each load when the analytics layer is present) exist
+    # on Postgres too and answer the same number of rows
+    views_sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_type = 'VIEW'"
+    duck_views = {r[0] for r in query(duck, views_sql, duck.dataset_name)}
+    assert {r[0] for r in query(pg, views_sql, pg.dataset_name)} == duck_views
+    for view in sorted(duck_views):
+        assert query(pg, f"SELECT count(*) FROM {view}") == query(duck, f"SELECT count(*) FROM {view}"), view
     # the partial run closed exactly the rows of the tags that moved inside its repository
     changed = [k for k, digest in current.items() if k[:2] == (ecr_registry(target.registry), target.name) and open_before.get(k) != digest]
     assert changed and closed_after - closed_before == len(changed)
