@@ -29,7 +29,7 @@ def postgres() -> Iterator[PostgresServer]:
 
 @pytest.fixture
 def ecr_inventory() -> Inventory:
-    return Inventory(seed=21, registries=("us-east-1", "eu-west-1"), repositories=5, images=40)
+    return Inventory(seed=21, registries=("us-east-1", "eu-west-1"), repositories=4, images=30)
 
 
 @pytest.fixture
