@@ -47,6 +47,10 @@ class _ForwardToRoot(logging.Handler):
     """Stands in for dlt's own stderr handler: hands dlt's records to the root handlers."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.WARNING and record.getMessage().startswith("Falling back to `append`"):
+            # the filesystem destination says this for every merge table on every run; it is
+            # the documented behaviour on files (docs/destinations.md), not news for a scheduler
+            return
         for handler in logging.getLogger().handlers:
             if record.levelno >= handler.level:
                 handler.handle(record)
