@@ -78,7 +78,7 @@ def _pipeline_for(args: argparse.Namespace, progress: object = None) -> object:
 
 def cmd_load(args: argparse.Namespace) -> int:
     from . import lock
-    from .load import LoadSummary, run_load, stderr_progress, summary_json
+    from .load import LoadSummary, run_load, stderr_progress
 
     unknown = [p for p in args.sources if p not in PROVIDERS]
     if unknown:

@@ -7,7 +7,6 @@ how many rows and requests it took, and how it ended.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -167,9 +166,10 @@ def run_load(
 ) -> LoadSummary:
     """Extract the given providers' sources and load them in one go; returns the summary.
 
-    With `record_run` (the CLI sets it) the summary is also appended to the dataset's `load_runs` table, for a
-    failed run too (then the exception is re-raised after recording, with
-    `summary.outcome == "failed"` and the redacted message in `summary.error`).
+    With `record_run` (the CLI sets it) the summary is also appended to the dataset's
+    `load_runs` table, for a failed run too: then the exception is re-raised after recording,
+    with `summary.outcome == "failed"`, its exit code and the redacted message in `summary.error`.
+    Pass `summary` to see it filled in even when the run raises.
     """
     summary = summary or LoadSummary(list(providers))
     summary.providers = list(providers)
@@ -277,7 +277,3 @@ def _create_views(pipeline: dlt.Pipeline) -> None:
 def stderr_progress(logger: Optional[logging.Logger] = None) -> Any:
     """dlt's log progress every few seconds: on stderr, or through `logger` (JSON logs)."""
     return dlt.progress.log(log_period=5, logger=logger or sys.stderr, dump_system_stats=False)
-
-
-def summary_json(summary: LoadSummary) -> str:
-    return json.dumps(summary.as_dict(), default=str)

@@ -15,7 +15,6 @@ import importlib.util
 import os
 import shlex
 
-import pytest
 import yaml
 
 from pipelines.cli import build_parser
