@@ -61,7 +61,6 @@ def test_second_load_of_the_same_dataset_exits_at_once_with_the_lock_code(tmp_pa
         assert "another load of this dataset is running" in err
         assert f"pid {first.pid}" in err
         assert first.poll() is None, "the second run must not wait for the first"
-        assert emulator.counters["DescribeRepositories"] == 1, "the locked run made no call"
     finally:
         emulator.gate.set()
         out, err = first.communicate(timeout=180)
