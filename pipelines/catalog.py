@@ -35,5 +35,6 @@ PROVIDERS: Dict[str, Provider] = {
     for p in (
         Provider("ecr", "AWS ECR", "sources.ecr:ecr_source", "emulators.ecr:start_demo"),
         Provider("yandex", "Yandex Cloud Container Registry", "sources.yandex:yandex_source", "emulators.yandex:start_demo"),
+        Provider("oci", "OCI registry", "sources.oci:oci_source", "emulators.oci:start_demo"),
     )
 }

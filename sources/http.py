@@ -110,7 +110,11 @@ def paginate(
         if counter:
             counter(call)
         if response.status_code == 429 or response.status_code >= 500:
-            return  # dlt's session retries these (the hook runs inside each attempt); see below
+            # dlt's session retries an HTTPError carrying 429/5xx (the hook runs inside each
+            # attempt) and re-raises the last one, handled below. Returning quietly instead would
+            # hand the last error body to the paginator as if it were a page of data: an empty
+            # catalog or tag list, silently.
+            response.raise_for_status()
         check_response(response, provider, call, registry, describe)
 
     try:
