@@ -189,11 +189,16 @@ def test_every_catalog_source_lands_the_same_in_duckdb_postgres_and_parquet(tmp_
                 pipelines_dir=str(tmp_path / "pg"),
             )
             files = make_pipeline(destination=dlt.destinations.filesystem(str(tmp_path / "bucket")), pipelines_dir=str(tmp_path / "fs"))
+            changed = set()
             for round_ in ("first", "second"):
                 if round_ == "second":
-                    for _, emulator in started:
-                        emulator.inventory.move_tags(3)
-                        emulator.inventory.delete_tags(2)
+                    for name, emulator in started:
+                        # a demo on a real registry (OCI's docker-registry) has no inventory to
+                        # change: its second round is a rerun with nothing changed
+                        if hasattr(emulator, "inventory"):
+                            emulator.inventory.move_tags(3)
+                            emulator.inventory.delete_tags(2)
+                            changed.add(name)
                 for pipeline in (duck, pg, files):
                     run_load(pipeline, names)
                 for name in names:
@@ -205,7 +210,7 @@ def test_every_catalog_source_lands_the_same_in_duckdb_postgres_and_parquet(tmp_
                     assert loaded_children(pg, name) == loaded_children(duck, name) == loaded_children(files, name)
                     assert tag_history(pg, name) == history, (round_, name)
                     assert _files_tag_history(files, name) == history, (round_, name)
-                    if round_ == "second":
+                    if name in changed:
                         assert any(not is_open for versions in history.values() for _, is_open in versions), name
     finally:
         for _, emulator in started:
