@@ -108,7 +108,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .lock import LoadLock, LockBusy, lock_path
+    from .lock import current_holder, lock_path
     from .runs import last_runs
 
     pipeline = _pipeline_for(args)
@@ -118,11 +118,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         path = args.duckdb or os.environ.get("DESTINATION__DUCKDB__CREDENTIALS") or DEFAULT_DUCKDB
         if not os.path.exists(path):
             return _report_error(args, f"no DuckDB file at {path}; nothing has been loaded there yet", EXIT_CONFIG, "config")
-    running = None
-    try:
-        LoadLock(lock_path(pipeline)).acquire().release()
-    except LockBusy as busy:
-        running = busy.holder
+    running = current_holder(lock_path(pipeline))
     try:
         runs = last_runs(pipeline, args.limit)
     except Exception:

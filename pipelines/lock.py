@@ -104,6 +104,28 @@ def _parse_holder(text: str) -> Dict[str, Any]:
         return {}
 
 
+def current_holder(path: str) -> Optional[Dict[str, Any]]:
+    """Who holds the lock now, read from the lock file without taking the lock (so a `status`
+    never makes a starting load fail): the holder's info, or None when no live process has it."""
+    try:
+        with open(path) as handle:
+            holder = _parse_holder(handle.read())
+    except OSError:
+        return None
+    pid = holder.get("pid")
+    if not isinstance(pid, int):
+        return None
+    if holder.get("host") not in (None, socket.gethostname()):
+        return holder  # another machine's process: cannot check it from here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # it died without releasing: the kernel freed the lock already
+    except PermissionError:
+        pass  # alive, another user's
+    return holder
+
+
 def lock_path(pipeline: dlt.Pipeline) -> str:
     """The lock file for the pipeline's destination and dataset."""
     destination = pipeline.destination

@@ -156,3 +156,14 @@ def test_json_logs_are_one_object_per_line_and_redacted(tmp_path, run_cli):
     assert events["load_finished"]["summary"]["outcome"] == "failed"
     assert any("traceback" in r for r in records), "--debug adds the traceback, as a field"
     assert WRONG_SECRET not in err + out
+
+
+def test_status_sees_a_running_load_without_taking_the_lock(tmp_path):
+    from pipelines.lock import current_holder
+
+    path = str(tmp_path / "r.duckdb.lock")
+    assert current_holder(path) is None
+    with LoadLock(path):
+        assert current_holder(path)["pid"] == os.getpid()
+        LoadLock(path + ".other").acquire().release()
+    assert current_holder(path) is None  # released: the file is emptied
