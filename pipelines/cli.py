@@ -162,6 +162,17 @@ def _runs_table(runs: List[dict]) -> str:
     return "\n".join(lines)
 
 
+def _change_demo_inventory(emulator: object) -> bool:
+    """Move and delete some tags and push some images in an emulator that serves an inventory."""
+    inventory = getattr(emulator, "inventory", None)
+    if inventory is None:  # the OCI demo is a real registry, left as it is
+        return False
+    inventory.move_tags(4)
+    inventory.delete_tags(2)
+    inventory.push_images(3)
+    return True
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .load import environment, make_pipeline, run_load
     from .report import render_report
@@ -189,6 +200,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             with environment(env):
                 pipeline = make_pipeline(duckdb_path=path, pipelines_dir=workdir)
                 summary = run_load(pipeline, started, record_run=True)
+                # a week of pushes in the emulators, then a second load: history to look at
+                changed = [e for e in emulators if _change_demo_inventory(e)]
+                if changed:
+                    print(f"demo: tags moved and deleted, images pushed in {len(changed)} registries; loading again",
+                          file=sys.stderr)
+                    summary = run_load(pipeline, started, record_run=True)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     finally:
@@ -200,6 +217,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(NEXT_SQL.format(path=os.path.relpath(path)))
     return EXIT_OK
 
+
+
+def cmd_views(args: argparse.Namespace) -> int:
+    from analytics import create_views
+
+    pipeline = _pipeline_for(args)
+    created = create_views(pipeline)
+    print(f"created {len(created)} views in {pipeline.dataset_name}: {', '.join(created)}")
+    return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -277,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--limit", type=int, default=10, help="how many runs (default 10)")
     status.add_argument("--format", choices=("text", "json"), default="text")
     status.set_defaults(func=cmd_status)
+
+    views = sub.add_parser("views", help="(re)create the analytics views in the dataset", parents=[common])
+    _destination_options(views)
+    views.set_defaults(func=cmd_views)
 
     demo = sub.add_parser("demo", help="load the built-in emulators into demo.duckdb and print a report", parents=[common])
     demo.add_argument("--duckdb", help="DuckDB file (default demo.duckdb)")

@@ -41,6 +41,8 @@ class PostgresServer:
     root: Optional[str] = None
     bin_dir: Optional[str] = None
 
+    password: str = PASSWORD
+
     @property
     def credentials(self) -> str:
         return f"postgresql://postgres:{PASSWORD}@127.0.0.1:{self.port}/postgres"
