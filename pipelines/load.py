@@ -1,4 +1,9 @@
-"""Running loads: one pipeline, any set of sources, a summary at the end."""
+"""Running loads: one pipeline, any set of sources, any dlt destination, a summary at the end.
+
+Every run, failed ones included, leaves one row in the dataset's `load_runs` table
+(`pipelines.runs`), so `registry-etl status` and any SQL client can see what ran, how long,
+how many rows and requests it took, and how it ended.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,18 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import dlt
 
 from .catalog import PROVIDERS
+from .exits import EXIT_PARTIAL, classify
+from .observe import RetryCounter
 
 log = logging.getLogger("registry_etl.load")
 
@@ -23,24 +32,72 @@ DATASET_NAME = "registry"
 # so the default file is named after the pipeline
 DEFAULT_DUCKDB = f"{PIPELINE_NAME}.duckdb"
 
+FILES_LOAD_ID_SETTING = "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID"
+
+OUTCOME_OK = "ok"
+OUTCOME_PARTIAL = "partial"  # loaded, but some records only in part (see load_problems)
+OUTCOME_FAILED = "failed"
+
 
 @dataclass
 class LoadSummary:
+    """What one run did: stored in `load_runs` and printed by the CLI."""
+
     providers: List[str]
     rows: Dict[str, int] = field(default_factory=dict)
     requests: Dict[str, int] = field(default_factory=dict)
+    retries: int = 0
     seconds: float = 0.0
     load_id: Optional[str] = None
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    finished_at: Optional[datetime] = None
+    outcome: str = OUTCOME_OK
+    exit_code: int = 0
+    error: Optional[str] = None
+    destination: Optional[str] = None
+    dataset: Optional[str] = None
+    full_refresh: bool = False
+
+    @property
+    def problems(self) -> int:
+        """Records loaded only in part during this run (rows written to `load_problems`)."""
+        return self.rows.get("load_problems", 0)
 
     def lines(self) -> List[str]:
-        out = [f"loaded {', '.join(self.providers)} in {self.seconds:.1f} s (load id {self.load_id})"]
+        where = f" into {self.destination}/{self.dataset}" if self.destination else ""
+        head = f"{self.outcome}: {', '.join(self.providers)}{where} in {self.seconds:.1f} s"
+        out = [head + (f" (load id {self.load_id})" if self.load_id else "")]
         width = max([len(t) for t in self.rows] + [5])
         for table in sorted(self.rows):
             out.append(f"  {table:<{width}}  {self.rows[table]:>10,} rows")
         if self.requests:
             calls = ", ".join(f"{op} {n}" for op, n in sorted(self.requests.items()))
-            out.append(f"  requests: {calls}")
+            out.append(f"  requests: {calls}; retries: {self.retries}")
+        if self.problems:
+            out.append(f"  {self.problems} record(s) loaded only in part: see the load_problems table")
+        if self.error:
+            out.append(f"  error: {self.error}")
         return out
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "seconds": round(self.seconds, 3),
+            "outcome": self.outcome,
+            "exit_code": self.exit_code,
+            "providers": self.providers,
+            "destination": self.destination,
+            "dataset": self.dataset,
+            "load_id": self.load_id,
+            "rows": self.rows,
+            "requests": self.requests,
+            "retries": self.retries,
+            "error": self.error,
+            "full_refresh": self.full_refresh,
+        }
 
 
 def make_pipeline(
@@ -49,20 +106,39 @@ def make_pipeline(
     pipelines_dir: Optional[str] = None,
     dataset_name: str = DATASET_NAME,
     progress: Optional[Any] = None,
+    pipeline_name: str = PIPELINE_NAME,
 ) -> dlt.Pipeline:
-    """The registry_etl pipeline: DuckDB at `duckdb_path` unless another destination is given
-    (by name, by dlt destination object, or by dlt's config: DESTINATION_TYPE, …)."""
+    """The registry_etl pipeline.
+
+    Args:
+        destination: A dlt destination name (`postgres`, `filesystem`, `motherduck`, …), a dlt
+            destination object, or None for dlt's `DESTINATION_TYPE` setting, else DuckDB.
+            Credentials and options come from dlt's config (`[destination.<name>]`,
+            `DESTINATION__<NAME>__CREDENTIALS`, …).
+        duckdb_path: The DuckDB file when the destination is DuckDB (default `registry_etl.duckdb`,
+            or `DESTINATION__DUCKDB__CREDENTIALS`).
+        pipelines_dir: Where dlt keeps the pipeline's local state (default `~/.dlt/pipelines`).
+        dataset_name: The dataset (schema) name.
+        progress: A dlt progress collector.
+        pipeline_name: The pipeline's name (the run log uses its own).
+    """
     if destination is None:
         destination = os.environ.get("DESTINATION_TYPE") or "duckdb"
     if destination == "duckdb":
-        destination = dlt.destinations.duckdb(duckdb_path or DEFAULT_DUCKDB)
+        path = duckdb_path or os.environ.get("DESTINATION__DUCKDB__CREDENTIALS") or DEFAULT_DUCKDB
+        destination = dlt.destinations.duckdb(path)
     return dlt.pipeline(
-        pipeline_name=PIPELINE_NAME,
+        pipeline_name=pipeline_name,
         destination=destination,
         dataset_name=dataset_name,
         pipelines_dir=pipelines_dir,
         progress=progress,
     )
+
+
+def is_file_destination(pipeline: dlt.Pipeline) -> bool:
+    """True for dlt's filesystem destination (Parquet/JSONL files: no merge, no scd2, no views)."""
+    return pipeline.destination is not None and pipeline.destination.destination_type.endswith(".filesystem")
 
 
 @contextmanager
@@ -85,36 +161,119 @@ def run_load(
     providers: Sequence[str],
     full_refresh: bool = False,
     source_options: Optional[Dict[str, Dict[str, Any]]] = None,
+    record_run: bool = False,
+    summary: Optional[LoadSummary] = None,
 ) -> LoadSummary:
-    """Extract the given providers' sources and load them in one go; returns the summary."""
+    """Extract the given providers' sources and load them in one go; returns the summary.
+
+    With `record_run` (the CLI sets it) the summary is also appended to the dataset's
+    `load_runs` table, for a failed run too: then the exception is re-raised after recording,
+    with `summary.outcome == "failed"`, its exit code and the redacted message in `summary.error`.
+    Pass `summary` to see it filled in even when the run raises.
+    """
+    summary = summary or LoadSummary(list(providers))
+    summary.providers = list(providers)
+    summary.full_refresh = full_refresh
+    summary.destination = pipeline.destination.destination_name if pipeline.destination else None
+    summary.dataset = pipeline.dataset_name
     started = time.monotonic()
     counter: Counter = Counter()
-    sources = []
-    for name in providers:
-        provider = PROVIDERS[name]
-        options = dict((source_options or {}).get(name, {}))
-        options.setdefault("request_counter", counter)
-        sources.append(provider.make_source(**options))
-    info = pipeline.run(sources, refresh="drop_sources" if full_refresh else None)
-    summary = LoadSummary(list(providers), requests=dict(counter))
-    trace = pipeline.last_trace
-    if trace and trace.last_normalize_info:
-        summary.rows = {
-            table: count
-            for table, count in trace.last_normalize_info.row_counts.items()
-            if not table.startswith("_dlt")
-        }
-    summary.load_id = info.loads_ids[-1] if info.loads_ids else None
-    summary.seconds = time.monotonic() - started
+    retries = RetryCounter()
     try:
-        from analytics import create_views
-    except ImportError:  # the analytics layer is optional for a bare load
-        create_views = None
-    if create_views is not None:
-        create_views(pipeline)
+        with retries:
+            def make_sources() -> List[Any]:
+                sources = []
+                for name in providers:
+                    options = dict((source_options or {}).get(name, {}))
+                    options.setdefault("request_counter", counter)
+                    sources.append(PROVIDERS[name].make_source(**options))
+                return sources
+
+            files = is_file_destination(pipeline)
+            if full_refresh:
+                _drop_sources(pipeline, make_sources())
+            # on files every table is an append log: each row must say which run wrote it
+            # (dlt leaves `_dlt_load_id` out of arrow tables unless asked; pipelines.snapshots)
+            with environment({FILES_LOAD_ID_SETTING: "true"} if files else {}):
+                info = pipeline.run(make_sources(), loader_file_format="parquet" if files else None)
+        summary.load_id = info.loads_ids[-1] if info.loads_ids else None
+        summary.rows = _row_counts(pipeline)
+        if summary.problems:
+            summary.outcome, summary.exit_code = OUTCOME_PARTIAL, EXIT_PARTIAL
+        _create_views(pipeline)
+    except BaseException as exc:
+        summary.exit_code, _kind, summary.error = classify(exc)
+        summary.outcome = OUTCOME_FAILED
+        summary.rows = _row_counts(pipeline)
+        raise
+    finally:
+        # the source's own counter (when a caller passed one) is the one that saw the calls
+        used = next((o["request_counter"] for o in (source_options or {}).values() if "request_counter" in o), counter)
+        summary.requests = dict(used)
+        summary.retries = retries.count
+        summary.seconds = time.monotonic() - started
+        summary.finished_at = datetime.now(timezone.utc)
+        if record_run:
+            from .runs import record
+
+            record(pipeline, summary)
     return summary
 
 
-def stderr_progress() -> Any:
-    """dlt's log progress, on stderr, every few seconds."""
-    return dlt.progress.log(log_period=5, logger=sys.stderr, dump_system_stats=False)
+def _drop_sources(pipeline: dlt.Pipeline, sources: List[Any]) -> None:
+    """`--full-refresh`: drop the sources' tables and state in the destination FIRST.
+
+    dlt's `refresh="drop_sources"` drops them only at the load step, after extraction; but the
+    sources read the destination while extracting (digests already loaded are not fetched
+    again), so a one-step refresh would skip every known image and then drop it. Here an
+    empty run with the refresh drops everything, and the real run starts from nothing.
+    """
+    for source in sources:
+        for resource in source.resources.values():
+            resource.selected = False
+    pipeline.run(sources, refresh="drop_sources")
+    log.info("full refresh: dropped the tables and state of %s", ", ".join(s.name for s in sources))
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """dlt wraps source errors in PipelineStepFailed / ResourceExtractionError: find ours."""
+    from sources.errors import RegistryError
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, RegistryError):
+            return exc
+        nxt = exc.__cause__ or exc.__context__ or getattr(exc, "exception", None)
+        if nxt is None:
+            break
+        exc = nxt
+    return exc
+
+
+def _row_counts(pipeline: dlt.Pipeline) -> Dict[str, int]:
+    trace = pipeline.last_trace
+    if not trace or not trace.last_normalize_info:
+        return {}
+    return {
+        table: count
+        for table, count in trace.last_normalize_info.row_counts.items()
+        if not table.startswith("_dlt")
+    }
+
+
+def _create_views(pipeline: dlt.Pipeline) -> None:
+    try:
+        from analytics import create_views
+    except ImportError:  # the analytics layer is optional for a bare load
+        return
+    if is_file_destination(pipeline):
+        # plain files hold no views; see docs/destinations.md for querying them
+        log.info("no views on the filesystem destination")
+        return
+    create_views(pipeline)
+
+
+def stderr_progress(logger: Optional[logging.Logger] = None) -> Any:
+    """dlt's log progress every few seconds: on stderr, or through `logger` (JSON logs)."""
+    return dlt.progress.log(log_period=5, logger=logger or sys.stderr, dump_system_stats=False)

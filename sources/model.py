@@ -135,11 +135,13 @@ IMAGE_MANIFESTS = Table(
 # reach the table (`source_filter`), but `destination_scope` uses them so that a run retires only
 # rows inside what it read: a partial run leaves the rest of the history alone, and a repository
 # whose tags all vanished (or that vanished itself) is still closed by a full run.
+# dlt pastes this after `... AND valid_to IS NULL AND` without parentheses: the outer pair keeps
+# the OR inside the scope (without it a repository-scoped run retired every row of the repository)
 TAG_SCOPE = (
-    "({table}.provider, {table}.registry) IN"
+    "(({table}.provider, {table}.registry) IN"
     " (SELECT provider, registry FROM {staging_table} WHERE scope = 'registry')"
     " OR ({table}.provider, {table}.registry, {table}.repository) IN"
-    " (SELECT provider, registry, repository FROM {staging_table} WHERE scope = 'repository')"
+    " (SELECT provider, registry, repository FROM {staging_table} WHERE scope = 'repository'))"
 )
 
 TAGS = Table(

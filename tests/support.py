@@ -4,7 +4,7 @@ expected unified rows computed from an emulator's inventory."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import dlt
 

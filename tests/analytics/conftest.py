@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
@@ -27,43 +21,10 @@ def fixed_duckdb(tmp_path_factory) -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
-    exe = found[0] if found else shutil.which(name)
-    assert exe, f"PostgreSQL's {name} is not installed (Debian package postgresql; .ci/run installs it)"
-    return exe
-
-
 @pytest.fixture(scope="session")
-def postgres_dsn() -> Iterator[Dict[str, Any]]:
-    """A throwaway PostgreSQL server on loopback (as the `postgres` user when run as root)."""
-    workdir = tempfile.mkdtemp(prefix="registry-etl-pg-")
-    as_postgres: List[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(workdir, "postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    data, port = os.path.join(workdir, "data"), _free_port()
-    subprocess.run(
-        as_postgres + [_pg_bin("initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    pg_ctl = _pg_bin("pg_ctl")
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {workdir} -c fsync=off"
-    subprocess.run(
-        as_postgres + [pg_ctl, "-D", data, "-w", "-o", options, "-l", os.path.join(workdir, "log"), "start"],
-        check=True, stdout=subprocess.DEVNULL,
-    )
-    try:
-        yield {"host": "127.0.0.1", "port": port, "user": "postgres", "dbname": "postgres"}
-    finally:
-        subprocess.run(as_postgres + [pg_ctl, "-D", data, "-m", "immediate", "stop"], stdout=subprocess.DEVNULL)
-        shutil.rmtree(workdir, ignore_errors=True)
+def postgres_dsn(postgres) -> Dict[str, Any]:
+    """psycopg2 connection arguments of the shared throwaway PostgreSQL (tests/conftest.py)."""
+    return {"host": "127.0.0.1", "port": postgres.port, "user": "postgres", "password": postgres.password, "dbname": "postgres"}
 
 
 @pytest.fixture(scope="session")

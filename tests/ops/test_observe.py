@@ -1,0 +1,52 @@
+"""Retries are counted whoever makes them: botocore (ECR) and dlt's HTTP client (REST sources)."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from dlt.sources.helpers.requests import Client
+
+from pipelines.load import run_load
+from pipelines.observe import RetryCounter
+from tests.support import new_pipeline
+
+
+def test_ecr_throttling_retries_are_counted_in_the_summary(tmp_path, ecr_env_throttled):
+    emulator = ecr_env_throttled
+    summary = run_load(new_pipeline(tmp_path), ["ecr"])
+    assert emulator.faults_injected["throttle"] > 0
+    assert summary.retries == emulator.faults_injected["throttle"]
+    # every attempt is a request: the counted calls include the retried ones
+    assert sum(summary.requests.values()) == sum(emulator.counters.values())
+
+
+class _FlakyHandler(BaseHTTPRequestHandler):
+    calls = 0
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        type(self).calls += 1
+        status = 503 if type(self).calls <= 2 else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.send_header("Retry-After", "0")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_dlt_http_client_retries_are_counted():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with RetryCounter() as retries:
+            client = Client(request_backoff_factor=0, request_max_attempts=5, raise_for_status=False)
+            response = client.get(f"http://127.0.0.1:{server.server_address[1]}/v2/")
+        assert response.status_code == 200
+        assert retries.count == 2 == _FlakyHandler.calls - 1
+    finally:
+        server.shutdown()
+        server.server_close()
