@@ -67,6 +67,10 @@ class EcrApi:
             ),
         )
         self.client.meta.events.register("before-send.ecr.*", self._count)
+        # botocore turns urllib3's length check off and parses half a JSON answer as an empty
+        # one (a listing without its items): refuse short bodies so they are retried instead
+        endpoint = self.client._endpoint  # no public hook sees the raw response before parsing
+        endpoint.http_session = LengthCheckingSession(endpoint.http_session)
 
     def _count(self, request: Any, **kwargs: Any) -> None:
         operation = (request.headers.get("X-Amz-Target") or b"")
@@ -99,6 +103,9 @@ class EcrApi:
             return AuthError(PROVIDER, call, "no AWS credentials found", registry=where,
                              hint="Configure boto3's credential chain: AWS_PROFILE, AWS_ACCESS_KEY_ID/"
                                   "AWS_SECRET_ACCESS_KEY, SSO or an instance role.")
+        if isinstance(exc, botocore.exceptions.PaginationError):
+            # botocore's paginator stops on a next token it has seen before
+            return BadResponseError(PROVIDER, call, f"{exc} (paging would never end)", registry=where)
         if isinstance(exc, botocore.exceptions.ParamValidationError):
             return ConfigError(PROVIDER, call, str(exc), registry=where)
         if isinstance(exc, (botocore.exceptions.BotoCoreError, OSError)):
@@ -158,6 +165,27 @@ class EcrApi:
         except Exception as exc:
             raise self._fail("BatchGetImage", exc, repository) from None
         return list(answer.get("images") or []), list(answer.get("failures") or [])
+
+
+class LengthCheckingSession:
+    """Wraps botocore's HTTP session: a body shorter than its Content-Length is a dropped
+    connection (retried by botocore like one), not an answer."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def send(self, request: Any) -> Any:
+        response = self._inner.send(request)
+        expected = response.headers.get("content-length")
+        if expected and expected.isdigit() and not request.stream_output:
+            received = len(response.content)
+            if received < int(expected):
+                log.debug("ECR answer cut short: %d of %s bytes from %s", received, expected, request.url)
+                raise botocore.exceptions.ConnectionClosedError(endpoint_url=request.url)
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 def registry_of(repository: Dict[str, Any], region: str) -> str:
