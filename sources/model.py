@@ -230,7 +230,7 @@ def batch(table: Table, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     rows = list(rows)
     known = table.column_names
     data = {name: [row.get(name) for row in rows] for name in known}
-    arrays = [pa.array(data[name], type=typ) for name, typ in table.columns]
+    arrays = [_column(table, name, data[name], typ) for name, typ in table.columns]
     fields = list(table.arrow_schema)
     extra_names: List[str] = []
     for row in rows:
@@ -248,6 +248,27 @@ def batch(table: Table, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
         arrays.append(arr)
         fields.append(pa.field(name, arr.type))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _column(table: Table, name: str, values: List[Any], typ: pa.DataType) -> pa.Array:
+    """One known column; a value of the wrong type (an API sending a number where text belongs,
+    a mapping bug) is coerced or blanked with a warning instead of failing the whole page."""
+    try:
+        return pa.array(values, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        pass
+    fixed = []
+    for value in values:
+        try:
+            pa.array([value], type=typ)
+            fixed.append(value)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            coerced = _jsonable(value) if typ == pa.string() and value is not None else None
+            if coerced is not None and not isinstance(coerced, str):
+                coerced = str(coerced)
+            log.warning("%s.%s: value %.100r is not %s; loaded as %r", table.name, name, value, typ, coerced)
+            fixed.append(coerced)
+    return pa.array(fixed, type=typ)
 
 
 def emit(table: Table, rows: Iterable[Mapping[str, Any]]) -> Any:

@@ -9,7 +9,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import boto3
 import botocore.exceptions
+import botocore.session
 from botocore.config import Config
+from botocore.parsers import DEFAULT_TIMESTAMP_PARSER
 
 from ..errors import ApiError, AuthError, BadResponseError, ConfigError, NotFoundError, RegistryError, register_secret
 from ..manifests import ManifestError, parse_manifest
@@ -50,7 +52,7 @@ class EcrApi:
         self.label = f"{region}" + (f"/{registry_id}" if registry_id else "")
         self.counter = counter if counter is not None else Counter()
         self._lock = threading.Lock()
-        session = boto3.session.Session()
+        session = boto3.session.Session(botocore_session=_lenient_botocore_session())
         credentials = session.get_credentials()
         if credentials is not None:
             frozen = credentials.get_frozen_credentials()
@@ -167,6 +169,22 @@ class EcrApi:
         return list(answer.get("images") or []), list(answer.get("failures") or [])
 
 
+def _lenient_timestamp(value: Any) -> Any:
+    """botocore's timestamp parser, except that a value it cannot read is passed on as is:
+    botocore would fail the whole call (100 images) for one odd time; `to_time` then reports
+    that one value as a load problem and the rest of the answer loads."""
+    try:
+        return DEFAULT_TIMESTAMP_PARSER(value)
+    except (ValueError, TypeError, OverflowError):
+        return value
+
+
+def _lenient_botocore_session() -> botocore.session.Session:
+    session = botocore.session.get_session()
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_lenient_timestamp)
+    return session
+
+
 class LengthCheckingSession:
     """Wraps botocore's HTTP session: a body shorter than its Content-Length is a dropped
     connection (retried by botocore like one), not an answer."""
@@ -196,7 +214,7 @@ def registry_of(repository: Dict[str, Any], region: str) -> str:
     return f"{repository.get('registryId')}.dkr.ecr.{region}.amazonaws.com"
 
 
-def repository_row(repo: Dict[str, Any], region: str, image_count: Optional[int]) -> Dict[str, Any]:
+def repository_row(repo: Dict[str, Any], region: str, image_count: Optional[int], rows: Optional[Rows] = None) -> Dict[str, Any]:
     scanning = repo.get("imageScanningConfiguration") or {}
     encryption = repo.get("encryptionConfiguration") or {}
     known = {
@@ -207,7 +225,7 @@ def repository_row(repo: Dict[str, Any], region: str, image_count: Optional[int]
         "provider": PROVIDER,
         "registry": registry_of(repo, region),
         "repository": repo["repositoryName"],
-        "created_at": repo.get("createdAt"),
+        "created_at": _repository_time(repo, region, rows),
         "image_count": image_count,
         "region": region,
         "registry_id": repo.get("registryId"),
@@ -221,6 +239,16 @@ def repository_row(repo: Dict[str, Any], region: str, image_count: Optional[int]
     # fields this code does not know yet are kept under their API names (schema drift)
     row.update({_snake(k): v for k, v in repo.items() if k not in known})
     return row
+
+
+def _repository_time(repo: Dict[str, Any], region: str, rows: Optional[Rows]) -> Any:
+    try:
+        return to_time(repo.get("createdAt"))
+    except BadValue as exc:
+        if rows is not None:
+            rows.problem(PROVIDER, registry_of(repo, region), repo.get("repositoryName"), "DescribeRepositories",
+                         repo.get("repositoryName"), f"createdAt: {exc}")
+        return None
 
 
 def image_row(detail: Dict[str, Any], registry: str, rows: Rows) -> Dict[str, Any]:
@@ -281,9 +309,14 @@ class RepositoryLoader:
 
     def load(self, repo: Dict[str, Any]) -> List[Any]:
         """All rows of one repository, as marked arrow tables ready to yield."""
-        name = repo["repositoryName"]
+        name = repo.get("repositoryName")
         registry = registry_of(repo, self.api.region)
         rows = Rows()
+        if not isinstance(name, str) or not name:
+            shown = {k: v for k, v in repo.items() if not k.startswith("_")}
+            rows.problem(PROVIDER, registry, None, "DescribeRepositories", str(shown)[:300],
+                         "repository without repositoryName: skipped")
+            return list(rows.emit_all())
         digests: Dict[str, None] = {}
         for page in self.api.list_images(name, self.tag_status, self.image_status):
             for image_id in page:
@@ -296,7 +329,7 @@ class RepositoryLoader:
                     rows.add(TAGS, tag_row(PROVIDER, registry, name, image_id["imageTag"], digest))
         if self.mark_repository:
             rows.add(TAGS, scope_marker(PROVIDER, registry, name))
-        rows.add(REPOSITORIES, repository_row(repo, self.api.region, len(digests)))
+        rows.add(REPOSITORIES, repository_row(repo, self.api.region, len(digests), rows))
         out = list(rows.emit_all())
         known = self.known(registry, name)
         new = [d for d in digests if d not in known]
