@@ -5,14 +5,18 @@ pyarrow table with the contract's types (BIGINT sizes, UTC timestamps) and `emit
 for its table with the table's dlt hints. Arrow tables skip dlt's per-row normalisation, which
 is the difference between ~1k and ~38k images/s (shared/reference/dlt-notes.md).
 
-Fields a table does not know are kept: they become extra columns whose type is inferred
-(nested values as JSON text), so a new API field shows up as a new column instead of vanishing.
+Fields a table does not know are kept: they become extra TEXT columns (nested values, numbers
+and booleans as JSON, times as ISO 8601), so a new API field shows up as a new column instead of
+vanishing, and a field that changes type later (a number, then a string) cannot fail a load:
+DuckDB would refuse 'abc' in a BIGINT column a first page created. The contract's own columns
+are typed by the model. See docs/reliability.md ("Schema drift").
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
@@ -225,6 +229,19 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _as_text(value: Any) -> Optional[str]:
+    """An extra column's value as text (see the module docstring for why)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (dict, list, tuple)):
+        return _jsonable(value)
+    if isinstance(value, (bool, int, float)):
+        return json.dumps(value)
+    return str(value)
+
+
 def batch(table: Table, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     """Build one arrow table of `table` from dict rows; unknown keys become extra columns."""
     rows = list(rows)
@@ -238,13 +255,10 @@ def batch(table: Table, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
             if key not in data and key not in extra_names:
                 extra_names.append(key)
     for name in extra_names:
-        values = [_jsonable(row.get(name)) for row in rows]
-        try:
-            arr = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            arr = pa.array([None if v is None else str(v) for v in values], type=pa.string())
-        if pa.types.is_null(arr.type):
+        values = [_as_text(row.get(name)) for row in rows]
+        if all(v is None for v in values):
             continue  # a column nobody filled tells dlt nothing
+        arr = pa.array(values, type=pa.string())
         arrays.append(arr)
         fields.append(pa.field(name, arr.type))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))

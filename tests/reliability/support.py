@@ -77,7 +77,7 @@ def snapshot(path: str, volatile: Tuple[str, ...] = ()) -> Dict[str, Any]:
     with duckdb.connect(path, read_only=True) as con:
         tables = [
             t for (t,) in con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = ? ORDER BY 1", [DATASET]
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND table_type = 'BASE TABLE' ORDER BY 1", [DATASET]
             ).fetchall()
             if not t.startswith("_dlt")
         ]
