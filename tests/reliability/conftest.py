@@ -10,3 +10,12 @@ def no_backoff_sleep(monkeypatch):
     from botocore.retries import standard
 
     monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.reliability.support import FIGURES
+
+    if FIGURES:
+        terminalreporter.section("reliability figures")
+        for name in sorted(FIGURES):
+            terminalreporter.write_line(f"{name}: {FIGURES[name]}")

@@ -18,6 +18,9 @@ from pipelines.load import run_load
 from tests.reliability.cases import SourceCase
 from tests.support import new_pipeline
 
+# what the suite did, printed at the end of a run (`pytest tests/reliability`, without -n)
+FIGURES: Counter = Counter()
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATASET = "registry"
 # columns that differ between two loads of the same data by design

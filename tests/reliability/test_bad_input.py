@@ -20,7 +20,7 @@ from emulators.base import Response
 from pipelines.cli import _root_cause
 from sources.errors import BadResponseError
 from tests.reliability.cases import available
-from tests.reliability.support import load, serving
+from tests.reliability.support import FIGURES, load, serving
 from tests.support import expected_children, expected_images, expected_layers, expected_tags, loaded_children, loaded_images, loaded_layers, current_tags, query
 
 AVAILABLE = {case.provider: case for case in available()}
@@ -456,6 +456,7 @@ def shared_load(provider, tmp_path_factory):
 @pytest.mark.parametrize("provider,bad", NONFATAL_PARAMS)
 def test_bad_record_loads_as_far_as_sound_and_is_reported(provider, bad, tmp_path_factory):
     bad.check(shared_load(provider, tmp_path_factory))
+    FIGURES["bad inputs tried (loaded as far as sound)"] += 1
 
 
 @pytest.mark.parametrize("provider", [p for p in CORPUS if p in AVAILABLE])
@@ -491,3 +492,4 @@ def test_bad_answer_stops_the_run_with_a_clear_error(provider, name, tmp_path):
     error = _root_cause(info.value)
     assert isinstance(error, BadResponseError), repr(error)
     assert call in str(error) and word in str(error) and provider in str(error)
+    FIGURES["bad inputs tried (clear error)"] += 1

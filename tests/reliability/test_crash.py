@@ -20,7 +20,7 @@ import time
 import pytest
 
 from tests.reliability.cases import available, case_ids
-from tests.reliability.support import ROOT, cli_env, db_path, diff, duplicates, load, serving, snapshot
+from tests.reliability.support import FIGURES, ROOT, cli_env, db_path, diff, duplicates, load, serving, snapshot
 
 CASES = available()
 HOOK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "killhook")
@@ -108,5 +108,7 @@ def test_kill_then_rerun_gives_the_clean_data(tmp_path, tmp_path_factory, case, 
 
         pipeline, _ = load(tmp_path, case)  # one ordinary rerun, as the next scheduled run
     path = db_path(pipeline)
+    FIGURES["processes killed (SIGKILL)"] += 1
     assert diff(expected, snapshot(path)) == []
     assert all(n == 0 for n in duplicates(path).values()), duplicates(path)
+    FIGURES["killed runs recovered exactly by one rerun"] += 1

@@ -1,0 +1,71 @@
+"""Untrusted names: repository names and tags are whatever a registry sends. With quotes,
+semicolons, spaces, percent signs, `?`, `#`, `..` and non-ASCII they load exactly (so they were
+encoded where they went into paths, and bound, not spliced, where they went into SQL: a rerun
+finds them in the destination and makes no detail calls), and no source can hand them to a
+shell."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from tests.reliability.cases import available
+from tests.reliability.support import db_path, diff, duplicates, load, serving, snapshot
+from tests.support import query
+
+CASES = available()
+ODD_REPOSITORIES = [
+    "team/we ird;name",
+    "q'uote\"dq/%2F?x=1#frag",
+    "юникод/☃-snow",
+    "a/../b/./c",
+    "x'); DROP TABLE images; --",
+]
+ODD_TAGS = ["v1 'quoted'", "%00;rm -rf ~", "ünï/cödé?#", "$(touch /tmp/pwned)", "a..b"]
+
+
+def rename(inventory, repo, new_name):
+    del inventory.registries[repo.registry][repo.name]
+    repo.name = new_name
+    inventory.registries[repo.registry][new_name] = repo
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.provider for c in CASES])
+def test_odd_names_load_exactly_and_stay_data(tmp_path, case):
+    inventory = case.inventory(seed=17, repositories=5, images=25)
+    repos = sorted(inventory.repositories(), key=lambda r: (r.registry, r.name))
+    for repo, name in zip(repos, ODD_REPOSITORIES):
+        rename(inventory, repo, name)
+        tag = sorted(repo.tags)[0]
+        repo.tags[ODD_TAGS[ODD_REPOSITORIES.index(name)]] = repo.tags.pop(tag)
+    with serving(case, inventory) as (emulator, _):
+        pipeline, _ = load(tmp_path, case)
+        loaded = {name for (name,) in query(pipeline, "SELECT repository FROM repositories")}
+        assert loaded == set(ODD_REPOSITORIES)
+        tags = {(r, t): d for r, t, d in query(pipeline, "SELECT repository, tag, digest FROM tags WHERE valid_to IS NULL")}
+        assert tags == {(repo.name, tag): digest for repo in repos for tag, digest in repo.tags.items()}
+        counts = dict(query(pipeline, "SELECT repository, count(*) FROM images GROUP BY 1"))
+        assert counts == {repo.name: len(repo.images) for repo in repos}
+        first = snapshot(db_path(pipeline))
+
+        emulator.reset_counters()
+        pipeline, _ = load(tmp_path, case)  # the destination is asked about these names: by parameters
+        assert emulator.counters[case.detail_operation] == 0
+        assert diff(first, snapshot(db_path(pipeline))) == []
+        assert all(n == 0 for n in duplicates(db_path(pipeline)).values())
+    assert not os.path.exists("/tmp/pwned")
+
+
+def test_no_source_can_reach_a_shell_or_splice_sql():
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "sources")
+    shell = re.compile(r"\b(subprocess|os\.system|os\.popen|shell\s*=\s*True|eval\(|exec\()")
+    # SQL built by formatting: allowed only for identifiers dlt qualifies itself
+    spliced = re.compile(r"execute_(sql|query)\(\s*f[\"'][^\"']*\{(?!table\}|qualified)")
+    for base, _, files in os.walk(root):
+        for name in files:
+            if name.endswith(".py"):
+                text = open(os.path.join(base, name), encoding="utf-8").read()
+                assert not shell.search(text), f"{name} reaches for a shell"
+                assert not spliced.search(text), f"{name} splices values into SQL"
