@@ -34,5 +34,6 @@ PROVIDERS: Dict[str, Provider] = {
     p.name: p
     for p in (
         Provider("ecr", "AWS ECR", "sources.ecr:ecr_source", "emulators.ecr:start_demo"),
+        Provider("yandex", "Yandex Cloud Container Registry", "sources.yandex:yandex_source", "emulators.yandex:start_demo"),
     )
 }

@@ -38,7 +38,12 @@ def describe_json_error(response: requests.Response) -> str:
 
 def build_session(verify_tls: bool = True) -> requests.Session:
     """A requests session with dlt's retry policy (attempts, backoff, Retry-After)."""
-    session = Client(raise_for_status=False).session
+    client = Client(raise_for_status=False)
+    try:
+        client.configure()  # honour the [runtime] request_* settings (attempts, backoff, timeout)
+    except Exception as exc:  # no config context: dlt's defaults
+        log.debug("runtime request settings not applied: %s", exc)
+    session = client.session
     if not verify_tls:
         log.warning("TLS certificate verification is OFF for this source (verify_tls = false)")
         session.verify = False
@@ -104,6 +109,8 @@ def paginate(
     def hook(response: requests.Response, *args: Any, **kwargs: Any) -> None:
         if counter:
             counter(call)
+        if response.status_code == 429 or response.status_code >= 500:
+            return  # dlt's session retries these (the hook runs inside each attempt); see below
         check_response(response, provider, call, registry, describe)
 
     try:
@@ -119,6 +126,11 @@ def paginate(
         raise
     except requests.exceptions.JSONDecodeError as exc:
         raise BadResponseError(provider, call, f"the answer is not JSON ({exc})", registry=registry) from None
+    except requests.HTTPError as exc:
+        # 429/5xx still failing after dlt's retries: the registry's own error text
+        if exc.response is not None:
+            check_response(exc.response, provider, call, registry, describe)
+        raise ApiError(provider, call, f"{type(exc).__name__}: {exc}", registry=registry) from None
     except requests.RequestException as exc:
         raise ApiError(provider, call, f"{type(exc).__name__}: {exc}", registry=registry) from None
     except (ValueError, KeyError, TypeError) as exc:
