@@ -33,13 +33,36 @@ class SourceCase:
     # the emulator's own test credentials replaced by recognisable ones: env -> value, and how
     # to make the emulator accept them (called with the started emulator and that env)
     use_test_secrets: Optional[Callable[[Emulator, Dict[str, str]], Dict[str, str]]] = None
+    # more credential variants (settings that exclude each other): each -> (env, secrets)
+    secret_variants: Tuple[Callable[[Emulator, Dict[str, str]], Tuple[Dict[str, str], List[str]]], ...] = ()
+    # start the emulator over an inventory: (inventory, faults) -> (emulator, env); default:
+    # the catalog's start_demo(inventory=, faults=)
+    # make the emulator refuse the credentials it was given (for a failed run's message)
+    reject_credentials: Optional[Callable[[Emulator], None]] = None
+    starter: Optional[Callable[[Inventory, Optional[Faults]], Tuple[Emulator, Dict[str, str]]]] = None
+
+    def credential_variants(self) -> List[Callable[[Emulator, Dict[str, str]], Tuple[Dict[str, str], List[str]]]]:
+        """Each way to give the source credentials: (emulator, env) -> (env, the secrets in it)."""
+        variants = list(self.secret_variants)
+        if self.use_test_secrets is not None:
+            use = self.use_test_secrets
+
+            def variant(emulator: Emulator, env: Dict[str, str]) -> Tuple[Dict[str, str], List[str]]:
+                env = use(emulator, env)
+                return env, [env[name] for name in self.secret_settings if env.get(name)]
+
+            variants.insert(0, variant)
+        return variants
 
     def inventory(self, seed: int = 1, repositories: int = 4, images: int = 40, **kwargs: Any) -> Inventory:
         return Inventory(seed=seed, registries=self.registries, repositories=repositories, images=images, **kwargs)
 
     def start(self, inventory: Inventory, faults: Optional[Faults] = None) -> Tuple[Emulator, Dict[str, str]]:
         """Start the source's emulator; returns it and the env that points the source at it."""
-        emulator, env = PROVIDERS[self.provider].start_demo_emulator(inventory=inventory, faults=faults)
+        if self.starter is not None:
+            emulator, env = self.starter(inventory, faults)
+        else:
+            emulator, env = PROVIDERS[self.provider].start_demo_emulator(inventory=inventory, faults=faults)
         env = dict(env)
         env.update(self.fast_retries)
         return emulator, env
@@ -59,6 +82,85 @@ def _ecr_test_secrets(emulator: Emulator, env: Dict[str, str]) -> Dict[str, str]
     return {**env, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_SESSION_TOKEN": token}
 
 
+YANDEX_KEYS: Dict[str, Any] = {}
+
+
+def _yandex_key() -> Tuple[Dict[str, Any], str]:
+    """One service-account key pair per test session (RSA generation is slow)."""
+    if not YANDEX_KEYS:
+        from emulators.yandex import make_authorized_key
+
+        YANDEX_KEYS["pair"] = make_authorized_key()
+    return YANDEX_KEYS["pair"]
+
+
+def _yandex_start(inventory: Inventory, faults: Optional[Faults]) -> Tuple[Emulator, Dict[str, str]]:
+    import json
+
+    from emulators.yandex import API_PREFIX, IAM_PATH, YandexEmulator, folder_ids
+
+    folders = folder_ids(1, seed="reliability")
+    emulator = YandexEmulator(inventory, folders={r: folders[0] for r in inventory.registries}, faults=faults)
+    key, public_pem = _yandex_key()
+    emulator.register_service_account_key(key["id"], key["service_account_id"], public_pem)
+    emulator.start()
+    env = {
+        "SOURCES__YANDEX__FOLDER_ID": json.dumps(list(folders)),
+        "SOURCES__YANDEX__BASE_URL": emulator.url + API_PREFIX,
+        "SOURCES__YANDEX__IAM_URL": emulator.url + IAM_PATH,
+        "SOURCES__YANDEX__SERVICE_ACCOUNT_KEY": json.dumps(key),
+        **{f"SOURCES__YANDEX__{name}": "" for name in ("IAM_TOKEN", "OAUTH_TOKEN", "SERVICE_ACCOUNT_KEY_FILE", "REGISTRY_IDS", "REPOSITORIES")},
+    }
+    return emulator, env
+
+
+def _yandex_registries() -> Tuple[str, ...]:
+    from emulators.yandex import registry_ids
+
+    return registry_ids(2, seed="reliability")
+
+
+YANDEX_IAM = "t1.rel-test-iam-token-K7x6c5v4b3n2m1"
+YANDEX_OAUTH = "y0_rel-test-oauth-token-P0o9i8u7y6t5"
+
+
+def _yandex_key_secrets(emulator: Emulator, env: Dict[str, str]) -> Tuple[Dict[str, str], List[str]]:
+    import json
+
+    key = json.loads(env["SOURCES__YANDEX__SERVICE_ACCOUNT_KEY"])
+    body = [line for line in key["private_key"].splitlines() if "-----" not in line]
+    return env, [env["SOURCES__YANDEX__SERVICE_ACCOUNT_KEY"], body[1], body[-2]]
+
+
+def _yandex_key_file_secrets(emulator: Emulator, env: Dict[str, str]) -> Tuple[Dict[str, str], List[str]]:
+    import json
+    import tempfile
+
+    handle = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+    handle.write(env["SOURCES__YANDEX__SERVICE_ACCOUNT_KEY"])
+    handle.close()
+    _, secrets = _yandex_key_secrets(emulator, env)
+    key = json.loads(env["SOURCES__YANDEX__SERVICE_ACCOUNT_KEY"])
+    env = {**env, "SOURCES__YANDEX__SERVICE_ACCOUNT_KEY": "", "SOURCES__YANDEX__SERVICE_ACCOUNT_KEY_FILE": handle.name}
+    return env, secrets[1:] + [key["private_key"].splitlines()[5]]
+
+
+def _yandex_iam_secrets(emulator: Emulator, env: Dict[str, str]) -> Tuple[Dict[str, str], List[str]]:
+    emulator.add_iam_token(YANDEX_IAM)  # type: ignore[attr-defined]
+    return {**env, "SOURCES__YANDEX__SERVICE_ACCOUNT_KEY": "", "SOURCES__YANDEX__IAM_TOKEN": YANDEX_IAM}, [YANDEX_IAM]
+
+
+def _yandex_oauth_secrets(emulator: Emulator, env: Dict[str, str]) -> Tuple[Dict[str, str], List[str]]:
+    emulator.oauth_tokens.add(YANDEX_OAUTH)  # type: ignore[attr-defined]
+    return {**env, "SOURCES__YANDEX__SERVICE_ACCOUNT_KEY": "", "SOURCES__YANDEX__OAUTH_TOKEN": YANDEX_OAUTH}, [YANDEX_OAUTH]
+
+
+def _yandex_reject(emulator: Emulator) -> None:
+    emulator.service_account_keys.clear()  # type: ignore[attr-defined]
+    emulator.oauth_tokens.clear()  # type: ignore[attr-defined]
+    emulator._tokens.clear()  # type: ignore[attr-defined]  # issued and static tokens alike
+
+
 CASES: List[SourceCase] = [
     SourceCase(
         "ecr",
@@ -69,6 +171,16 @@ CASES: List[SourceCase] = [
         fault_options={"max_attempts": 12},
         secret_settings=("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
         use_test_secrets=_ecr_test_secrets,
+        reject_credentials=lambda emulator: setattr(emulator, "credentials", {"AKIAOTHERKEY00000000": "another-secret-000000000000"}),
+    ),
+    SourceCase(
+        "yandex",
+        registries=_yandex_registries(),
+        detail_operation="Image.list",
+        fast_retries=REST_FAST_RETRIES,
+        secret_variants=(_yandex_key_secrets, _yandex_key_file_secrets, _yandex_iam_secrets, _yandex_oauth_secrets),
+        starter=_yandex_start,
+        reject_credentials=_yandex_reject,
     ),
 ]
 

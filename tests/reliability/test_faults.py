@@ -54,9 +54,8 @@ def test_a_call_that_keeps_failing_fails_the_run_and_the_next_run_is_exact(tmp_p
         reference, _ = load(tmp_path / "ref", case, "ref.duckdb")
         expected = snapshot(db_path(reference))
 
-        operations = sorted(emulator.counters)
-        # the last operation of a run (details of images) fails every time from now on
-        victim = max(operations, key=lambda op: (op != "DescribeRepositories", emulator.counters[op]))
+        # the per-image (or per-registry) listing/detail call fails every time from now on
+        victim = case.detail_operation
         hook = emulator.corrupt(victim, lambda request, response: emulator.server_error_response(victim))
         with pytest.raises(Exception) as info:
             load(tmp_path / "run", case, "run.duckdb", **case.fault_options)

@@ -18,15 +18,10 @@ import pytest
 
 from sources.errors import RedactingFilter
 from tests.reliability.cases import available
-from tests.reliability.support import ROOT, cli, cli_env, db_path, load, serving
+from tests.reliability.support import ROOT, cli, cli_env, db_path, environment_unsetting, load, serving
 
-CASES = [case for case in available() if case.use_test_secrets]
-
-
-def secret_values(case, env):
-    values = [env[name] for name in case.secret_settings if env.get(name)]
-    assert len(values) == len(case.secret_settings), "every credential setting gets a test value"
-    return values
+CASES = [case for case in available() if case.credential_variants()]
+VARIANTS = [pytest.param(case, index, id=f"{case.provider}-{index}") for case in CASES for index in range(len(case.credential_variants()))]
 
 
 def assert_clean(text, secrets, where):
@@ -57,12 +52,15 @@ def all_files(folder):
     return "\n".join(chunks)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.provider for c in CASES])
-def test_test_secrets_appear_nowhere(tmp_path, case):
+@pytest.mark.parametrize("case,variant", VARIANTS)
+def test_test_secrets_appear_nowhere(tmp_path, case, variant):
+    """Every credential variant: the CLI at --debug, DuckDB, the pipeline folder and `dlt
+    pipeline info`; the first variant of a source also in-process at DEBUG, trace, failed run."""
     inventory = case.inventory(seed=2, repositories=2, images=8)
+    full = variant == 0
     with serving(case, inventory) as (emulator, env):
-        env = case.use_test_secrets(emulator, env)
-        secrets = secret_values(case, env)
+        env, secrets = case.credential_variants()[variant](emulator, env)
+        assert secrets and all(len(s) >= 8 for s in secrets)
         db, workdir = str(tmp_path / "registry_etl.duckdb"), str(tmp_path / "pipelines")
 
         # the CLI, at --debug
@@ -71,6 +69,25 @@ def test_test_secrets_appear_nowhere(tmp_path, case):
         assert "registry_etl" in result.stderr  # the logs were there to be read
         assert_clean(result.stdout + result.stderr, secrets, "the CLI output")
 
+        if full:
+            pipeline = in_process_checks(tmp_path, case, emulator, env, secrets)
+
+    for path in [db] + ([db_path(pipeline)] if full else []):
+        assert_clean(all_text_in_duckdb(path), secrets, f"DuckDB {path}")
+    folders = [workdir] + ([str(tmp_path / "inproc" / "pipelines"), str(tmp_path / "fp")] if full else [])
+    for folder in folders:
+        assert_clean(all_files(folder), secrets, f"the pipeline folder {folder}")
+    info = subprocess.run(
+        [sys.executable, "-c", "import sys; from dlt._workspace.cli._dlt import _main; sys.argv[0] = 'dlt'; sys.exit(_main())",
+         "pipeline", "--pipelines-dir", workdir, "registry_etl", "info"],
+        capture_output=True, text=True, cwd=ROOT, env=cli_env({}), timeout=120,
+    )
+    assert info.returncode == 0 and "registry_etl" in info.stdout, info.stderr[-2000:]
+    assert_clean(info.stdout + info.stderr, secrets, "dlt pipeline info")
+
+
+def in_process_checks(tmp_path, case, emulator, env, secrets):
+    with environment_unsetting(env):
         # in-process, every logger at DEBUG through the CLI's redacting handler
         stream = io.StringIO()
         handler = logging.StreamHandler(stream)
@@ -82,7 +99,6 @@ def test_test_secrets_appear_nowhere(tmp_path, case):
         for name, _ in saved[1]:
             logging.getLogger(name).setLevel(logging.DEBUG)
         try:
-            os.environ.update({k: v for k, v in env.items() if v})
             pipeline, _ = load(tmp_path / "inproc", case)
         finally:
             root.removeHandler(handler)
@@ -90,29 +106,19 @@ def test_test_secrets_appear_nowhere(tmp_path, case):
             for name, level in saved[1]:
                 logging.getLogger(name).setLevel(level)
         logs = stream.getvalue()
-        assert len(logs) > 10_000  # wire-level logs, not an empty capture
+        assert len(logs) > 1_000 and "127.0.0.1" in logs  # wire-level logs, not an empty capture
         assert_clean(logs, secrets, "DEBUG logs")
-        assert "***" in logs  # the wire logs did carry a credential, and it was blanked
+        if case.provider == "ecr":  # botocore's wire logs carry the session token: blanked
+            assert "***" in logs
         assert_clean(str(pipeline.last_trace) + repr(pipeline.last_trace.asdict()), secrets, "the dlt trace")
 
-        # the message of a failed run: the emulator now expects other credentials
-        emulator.credentials = {"AKIAOTHERKEY00000000": "another-secret-000000000000"}
+        # the message of a failed run: the emulator now refuses the credentials
+        case.reject_credentials(emulator)
         failed = cli("--debug", "load", case.provider, "--duckdb", str(tmp_path / "f.duckdb"),
                      "--pipelines-dir", str(tmp_path / "fp"), env=env)
         assert failed.returncode != 0 and "error:" in failed.stderr
         assert_clean(failed.stdout + failed.stderr, secrets, "a failed run's message")
-
-    for path in (db, db_path(pipeline)):
-        assert_clean(all_text_in_duckdb(path), secrets, f"DuckDB {path}")
-    for folder in (workdir, str(tmp_path / "inproc" / "pipelines"), str(tmp_path / "fp")):
-        assert_clean(all_files(folder), secrets, f"the pipeline folder {folder}")
-    info = subprocess.run(
-        [sys.executable, "-c", "import sys; from dlt._workspace.cli._dlt import _main; sys.argv[0] = 'dlt'; sys.exit(_main())",
-         "pipeline", "--pipelines-dir", workdir, "registry_etl", "info"],
-        capture_output=True, text=True, cwd=ROOT, env=cli_env({}), timeout=120,
-    )
-    assert info.returncode == 0 and "registry_etl" in info.stdout, info.stderr[-2000:]
-    assert_clean(info.stdout + info.stderr, secrets, "dlt pipeline info")
+    return pipeline
 
 
 def test_tls_verification_is_on_unless_turned_off_with_a_warning(caplog):
