@@ -35,5 +35,8 @@ PROVIDERS: Dict[str, Provider] = {
     for p in (
         Provider("ecr", "AWS ECR", "sources.ecr:ecr_source", "emulators.ecr:start_demo"),
         Provider("yandex", "Yandex Cloud Container Registry", "sources.yandex:yandex_source", "emulators.yandex:start_demo"),
+        Provider("ncp", "Naver Cloud Container Registry", "sources.ncp:ncp_source", "emulators.ncp:start_demo"),
+        Provider("swr", "Huawei Cloud SWR", "sources.swr:swr_source", "emulators.swr:start_demo"),
+        Provider("oci", "OCI registry", "sources.oci:oci_source", "emulators.oci:start_demo"),
     )
 }

@@ -106,23 +106,16 @@ def paginate(
 ) -> Iterator[Any]:
     """Yield every page of `path` (the page's selected data), raising our errors on failure."""
 
-    # the last answer that dlt's session retries (429/5xx): when the attempts run out, dlt hands
-    # that answer back as if it were a page (its retry gives back the last outcome), so every
-    # page is checked against it before it is used
-    retried: list = []
-
     def hook(response: requests.Response, *args: Any, **kwargs: Any) -> None:
         if counter:
             counter(call)
         if response.status_code == 429 or response.status_code >= 500:
-            retried[:] = [response]
-            return  # dlt's session retries these (the hook runs inside each attempt)
-        retried.clear()
+            # dlt's session retries an HTTPError carrying 429/5xx (the hook runs inside each
+            # attempt) and re-raises the last one, handled below. Returning quietly instead would
+            # hand the last error body to the paginator as if it were a page of data: an empty
+            # catalog or tag list, silently.
+            response.raise_for_status()
         check_response(response, provider, call, registry, describe)
-
-    def still_failing() -> None:
-        if retried:
-            check_response(retried[0], provider, call, registry, describe)
 
     try:
         for page in client.paginate(
@@ -132,12 +125,10 @@ def paginate(
             data_selector=data_selector,
             hooks={"response": [hook]},
         ):
-            still_failing()
             yield page
     except RegistryError:
         raise
     except requests.exceptions.JSONDecodeError as exc:
-        still_failing()  # a proxy's HTML 502 after the retries is a failed call, not a bad answer
         raise BadResponseError(provider, call, f"the answer is not JSON ({exc})", registry=registry) from None
     except requests.HTTPError as exc:
         # 429/5xx still failing after dlt's retries: the registry's own error text
@@ -147,7 +138,6 @@ def paginate(
     except requests.RequestException as exc:
         raise ApiError(provider, call, f"{type(exc).__name__}: {exc}", registry=registry) from None
     except (ValueError, KeyError, TypeError) as exc:
-        still_failing()
         raise BadResponseError(provider, call, f"unexpected answer: {exc}", registry=registry) from None
 
 

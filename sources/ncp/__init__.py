@@ -1,0 +1,153 @@
+"""Naver Cloud (NCP) Container Registry: registries, repositories, images, platform children and
+tag history, through the NCP API gateway with signature v2.
+
+Calls: `GET /repositories` (registries; skipped when `registries` is configured) →
+`GET /repositories/{registry}` (NCP "images", i.e. our repositories, with `last_updated`) →
+`GET /repositories/{registry}/{imageName}/tags` (tags with their per-platform `images[]`) for the
+repositories whose `last_updated` moved since the last successful load (all of them on a first
+load or a full refresh). Every listing is paged (`page`, `pagesize`, 1-based) to its last page.
+Configuration lives under `[sources.ncp]`; the keys under `[sources.ncp]` in secrets.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import dlt
+from dlt.sources import DltResource
+
+from ..concurrency import map_bounded
+from ..errors import ConfigError, register_secret
+from ..model import TAGS, Rows, emit, scope_marker
+from ..values import as_list
+from .helpers import NCP_REGISTRIES, ImageStamps, NcpApi, TagMapper, registry_endpoint, registry_row, repository_rows
+from .settings import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, DEFAULT_PAGE_SIZE, PROVIDER, REGION_PREFIXES
+
+
+@dlt.source(name="ncp", max_table_nesting=0)
+def ncp_source(
+    access_key: str = dlt.secrets.value,
+    secret_key: str = dlt.secrets.value,
+    region: str = "kr",
+    registries: Optional[Any] = None,
+    base_url: str = DEFAULT_BASE_URL,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    full_refresh: bool = False,
+    request_counter: Optional[Counter] = None,
+) -> Sequence[DltResource]:
+    """The Container Registry inventory of one NCP region.
+
+    Args:
+        access_key: API access key (secret; `SOURCES__NCP__ACCESS_KEY`).
+        secret_key: API secret key (secret; `SOURCES__NCP__SECRET_KEY`).
+        region: `kr` (Korea), `sgn` (Singapore) or `jpn` (Japan): the API path of the region.
+        registries: Only these registries (names, one or a list); every registry of the region
+            when empty.
+        base_url: The API gateway (`https://ncr.apigw.ntruss.com`), or the emulator.
+        concurrency: Repositories whose tags are read at once.
+        page_size: Results asked for per page.
+        full_refresh: Read the tags of every repository, changed or not.
+        request_counter: A Counter that receives the number of calls per operation.
+
+    Returns:
+        The `registry_list` (not loaded itself) and the `ncp_inventory` transformer, which emits
+        the `repositories`, `images`, `images__manifests`, `tags`, `ncp_registries`, `ncp_images`,
+        `ncp_tags` and `load_problems` tables.
+    """
+    register_secret(access_key)
+    register_secret(secret_key)
+    region = (region or "").strip().lower()
+    if region not in REGION_PREFIXES:
+        raise ConfigError(
+            PROVIDER, "configuration", f"region {region!r} is not one of {sorted(REGION_PREFIXES)}",
+            hint="Set [sources.ncp] region to kr, sgn or jpn.",
+        )
+    if not access_key or not secret_key:
+        raise ConfigError(PROVIDER, "configuration", "access_key and secret_key must not be empty")
+    counter = request_counter if request_counter is not None else Counter()
+    api = NcpApi(access_key, secret_key, region, base_url or DEFAULT_BASE_URL, int(page_size), counter)
+    configured = as_list(registries)
+    stamps = ImageStamps(full_refresh)
+
+    @dlt.resource(name="registry_list", selected=False)
+    def registry_list() -> Iterator[List[Dict[str, Any]]]:
+        """The registries to read: the configured names, or every registry of the region."""
+        if configured:
+            yield [{"name": name, "_listed": False} for name in configured]
+            return
+        # one item for the whole listing (a region has a handful of registries): dlt evaluates
+        # transformer calls round-robin, so the end-of-listing check must come in the same item
+        listing = [{**doc, "_listed": True} for page in api.list_registries() for doc in page if doc.get("name")]
+        # after the listing: registries loaded before and absent now are gone
+        yield listing + [{"_listing_done": True}]
+
+    seen_registries: set = set()
+
+    @dlt.transformer(data_from=registry_list, name="ncp_inventory")
+    def ncp_inventory(page: List[Dict[str, Any]]) -> Iterator[Any]:
+        """Per registry: its repositories, then the tags of those that changed."""
+        for doc in page:
+            if doc.get("_listing_done"):
+                yield from _close_vanished_registries(stamps, seen_registries)
+                continue
+            seen_registries.add(registry_endpoint(doc["name"], api.region, doc if doc.get("_listed") else None))
+            yield from _load_registry(api, doc, stamps, concurrency)
+
+    return registry_list, ncp_inventory
+
+
+def _load_registry(api: NcpApi, doc: Dict[str, Any], stamps: ImageStamps, concurrency: int) -> Iterator[Any]:
+    """One registry: the repository listing (every page), tags of changed repositories, and
+    the scope markers that let the tag history close only what was read."""
+    name = doc["name"]
+    listed = doc.pop("_listed")
+    registry = registry_endpoint(name, api.region, doc if listed else None)
+    rows = Rows()
+    if listed:  # a configured name tells nothing about the registry: keep what a listing told
+        rows.add(NCP_REGISTRIES, registry_row(doc, registry, api.region, rows))
+        yield from rows.emit_all()
+
+    stamp_of: Dict[str, Any] = {}
+    for images in api.list_images(name):
+        for image in images:
+            repository = repository_rows(image, registry, name, rows)
+            if repository is not None:
+                stamp_of[repository] = image.get("last_updated")
+        yield from rows.emit_all()
+
+    changed = [repo for repo, stamp in stamp_of.items() if stamps.changed(registry, repo, stamp)]
+    vanished = sorted(stamps.repositories_of(registry) - set(stamp_of))
+
+    def read_tags(repository: str) -> List[Any]:
+        mapped = Rows()
+        mapper = TagMapper(registry, repository, mapped)
+        for tags in api.list_tags(name, repository):
+            for tag in tags:
+                mapper.add(tag)
+        return list(mapped.emit_all())
+
+    for repository, tables in zip(changed, map_bounded(read_tags, changed, concurrency)):
+        yield from tables
+        if len(changed) < len(stamp_of):
+            # a partial read: close only this repository's tags that are gone
+            yield emit(TAGS, [scope_marker(PROVIDER, registry, repository)])
+        # remembered here, in the extract thread; dlt commits it only with a successful load
+        stamps.remember(registry, repository, stamp_of[repository])
+
+    if len(changed) == len(stamp_of):
+        # every repository read in full: tags of repositories that vanished close too
+        yield emit(TAGS, [scope_marker(PROVIDER, registry)])
+    elif vanished:
+        yield emit(TAGS, [scope_marker(PROVIDER, registry, repository) for repository in vanished])
+    for repository in vanished:
+        stamps.forget(registry, repository)
+
+
+def _close_vanished_registries(stamps: ImageStamps, seen: set) -> Iterator[Any]:
+    """A registry an earlier load read that the region no longer lists: close its tag history."""
+    for registry in sorted(stamps.registries() - seen):
+        yield emit(TAGS, [scope_marker(PROVIDER, registry)])
+        for repository in stamps.repositories_of(registry):
+            stamps.forget(registry, repository)

@@ -1,0 +1,48 @@
+"""Naver Cloud (NCP) Container Registry API constants (shared/reference/registry-apis.md §2)."""
+
+PROVIDER = "ncp"
+
+DEFAULT_BASE_URL = "https://ncr.apigw.ntruss.com"
+
+# the API gateway path of each region
+REGION_PREFIXES = {
+    "kr": "/ncr/api/v2",
+    "sgn": "/ncr/sgn-api/v2",
+    "jpn": "/ncr/jpn-api/v2",
+}
+
+# the region code in a registry's pull endpoint: <registry>.<code>.ncr.ntruss.com
+REGION_ENDPOINT_CODES = {"kr": "kr", "sgn": "sg", "jpn": "jp"}
+ENDPOINT_TEMPLATE = "{registry}.{code}.ncr.ntruss.com"
+
+# results per page we ask for; the API's own cap is not documented, 100 is what its console uses
+DEFAULT_PAGE_SIZE = 100
+DEFAULT_CONCURRENCY = 8
+
+# signature v2 headers
+HEADER_TIMESTAMP = "x-ncp-apigw-timestamp"
+HEADER_ACCESS_KEY = "x-ncp-iam-access-key"
+HEADER_SIGNATURE = "x-ncp-apigw-signature-v2"
+# the gateway refuses a timestamp further than this from its clock
+MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
+
+# call names, as counted and as named in errors
+LIST_REGISTRIES = "ListRegistries"
+LIST_IMAGES = "ListImages"
+LIST_TAGS = "ListTags"
+
+# API gateway error codes (body {"error": {"errorCode", "message", "details"}})
+GATEWAY_ERRORS = {
+    "200": "authentication failed",
+    "210": "permission denied",
+    "230": "forbidden",
+    "300": "not found",
+    "400": "quota exceeded",
+}
+
+AUTH_HINT = (
+    "Check [sources.ncp] access_key and secret_key (SOURCES__NCP__ACCESS_KEY / SOURCES__NCP__SECRET_KEY), "
+    "that the key's sub-account may read Container Registry, and that this machine's clock is within "
+    "5 minutes of the real time (the signature carries a timestamp)."
+)
+NOT_FOUND_HINT = "Check [sources.ncp] registries and region: the registry says this does not exist."

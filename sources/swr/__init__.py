@@ -1,0 +1,216 @@
+"""Huawei Cloud SWR (Software Repository for Container): repositories, images, layers and tag history.
+
+Calls: `GET /v2/manage/namespaces` → `GET /v2/manage/repos?namespace=…` (offset/limit pages of
+1000, bare JSON arrays, `Content-Range` totals checked) → `GET /v2/manage/namespaces/{ns}/repos/{repo}/tags`
+for the repositories whose `updated_at` moved since the last successful load. Tag records carry
+the manifest as a string, so images, layers and index children come without further calls.
+
+`registry` is `swr.<region>.myhuaweicloud.com/<namespace>` (another pull host with
+`registry_host`) and `repository` the repository name inside the namespace, so
+`{registry}/{repository}:{tag}` is exactly SWR's pull path (the `path` field of a repository
+record, kept as a column of `repositories`; a disagreeing `path` is logged as a warning).
+SWR lists tagged images only: untagged manifests and the children of a manifest list have no
+`images` row of their own (the children are rows of `images__manifests`).
+
+Auth: AK/SK request signing (`access_key`, `secret_key`, optionally `project_id`) or an IAM
+token (`auth_token`). Configuration lives under `[sources.swr]`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import dlt
+from dlt.common.typing import TSecretStrValue
+from dlt.sources import DltResource
+
+from ..concurrency import map_bounded
+from ..errors import ConfigError, NotFoundError, register_secret
+from ..model import TAGS, Rows, scope_marker
+from ..state import KnownImages
+from ..values import BadValue, as_list, to_int
+from .helpers import (
+    AkSkAuth,
+    BatchRows,
+    NamespaceStamps,
+    Problems,
+    SwrApi,
+    TokenAuth,
+    map_repository,
+    map_tags,
+    registry_host as _registry_host,
+)
+from .settings import (
+    API_URL_TEMPLATE,
+    CALL_REPOSITORIES,
+    CALL_TAGS,
+    DEFAULT_CONCURRENCY,
+    EMIT_ROWS,
+    PAGE_LIMIT,
+    PROVIDER,
+)
+
+log = logging.getLogger("registry_etl.swr")
+
+
+@dlt.source(name="swr", max_table_nesting=0)
+def swr_source(
+    region: str = dlt.config.value,
+    namespaces: Optional[Any] = None,
+    base_url: Optional[str] = None,
+    registry_host: Optional[str] = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    access_key: Optional[TSecretStrValue] = dlt.secrets.value,
+    secret_key: Optional[TSecretStrValue] = dlt.secrets.value,
+    project_id: Optional[TSecretStrValue] = dlt.secrets.value,
+    auth_token: Optional[TSecretStrValue] = dlt.secrets.value,
+    page_limit: int = PAGE_LIMIT,
+    request_counter: Optional[Counter] = None,
+) -> Sequence[DltResource]:
+    """The SWR inventory of one region.
+
+    Args:
+        region: Huawei Cloud region, e.g. `cn-north-4` (names the API endpoint and the registry host).
+        namespaces: Only these namespaces (one, a list, or comma-separated); all visible ones when empty.
+        base_url: Another API endpoint (a private one, or the emulator); default `https://swr-api.<region>.myhuaweicloud.com`.
+        registry_host: The host `docker pull` uses, for deployments whose pull host is not
+            `swr.<region>.myhuaweicloud.com` (the `path` of the repository records shows it).
+        concurrency: Repositories whose tags are read at once.
+        access_key: AK of the AK/SK pair that signs every request.
+        secret_key: SK of the AK/SK pair.
+        project_id: Project of the region, sent as `X-Project-Id` with AK/SK signing.
+        auth_token: An IAM token (`X-Auth-Token`), instead of AK/SK; tokens expire after 24 hours.
+        page_limit: Records per listing page (SWR allows at most 1000).
+        request_counter: A Counter that receives the number of calls per operation.
+
+    Returns:
+        The `repository_list` (not loaded itself) and the `images` transformer, which emits
+        the `repositories`, `images`, `images__layers`, `images__manifests`, `tags`,
+        `load_problems`, `swr_repositories` and `swr_tags` tables.
+    """
+    if not region:
+        raise ConfigError(PROVIDER, "configuration", "no region configured", hint="Set [sources.swr] region.")
+    if not 0 < int(page_limit) <= PAGE_LIMIT:
+        raise ConfigError(PROVIDER, "configuration", f"page_limit must be 1..{PAGE_LIMIT}, not {page_limit}")
+    for secret in (access_key, secret_key, project_id, auth_token):
+        register_secret(secret)
+    auth = _auth(access_key, secret_key, project_id, auth_token)
+    counter = request_counter if request_counter is not None else Counter()
+    host = registry_host or _registry_host(region)
+    api = SwrApi(base_url or API_URL_TEMPLATE.format(region=region), host, auth, counter, int(page_limit))
+    wanted_namespaces = as_list(namespaces)
+    known = KnownImages(PROVIDER)
+    stamps = NamespaceStamps()
+    warned: set = set()  # namespaces whose pull path disagrees with the registry host
+
+    @dlt.resource(name="repository_list", selected=False)
+    def repository_list() -> Iterator[List[Dict[str, Any]]]:
+        """Repository records, page by page, then one end-of-namespace item with every name seen."""
+        visible = api.list_namespaces()
+        missing = [name for name in wanted_namespaces if name not in visible]
+        if missing:
+            raise NotFoundError(
+                PROVIDER, "list_namespaces", f"namespace(s) {', '.join(missing)} not found or not visible",
+                registry=api.host, hint="Check [sources.swr] namespaces and the permissions of the credentials.",
+            )
+        for namespace in wanted_namespaces or visible:
+            records = api.list_repositories(namespace)
+            for record in records:
+                record["_namespace"] = namespace
+            for start in range(0, len(records), PAGE_LIMIT):
+                yield records[start : start + PAGE_LIMIT]
+            yield [{"_namespace_done": namespace, "_names": [record.get("name") for record in records]}]
+
+    @dlt.transformer(data_from=repository_list, name="images")
+    def images(page: List[Dict[str, Any]]) -> Iterator[Any]:
+        """Repository rows; tags, images and layers of the repositories that changed (overlapped)."""
+        rows = Rows()
+        candidates: List[Dict[str, Any]] = []
+        for record in page:
+            if "_namespace_done" in record:
+                registry = api.registry(record["_namespace_done"])
+                for repository in stamps.forget_unlisted(registry, record["_names"]):
+                    log.info("swr %s: repository %s is gone; its tags are closed", registry, repository)
+                    rows.add(TAGS, scope_marker(PROVIDER, registry, repository))
+                continue
+            namespace = record.pop("_namespace")
+            registry = api.registry(namespace)
+            if not record.get("name"):
+                rows.problem(PROVIDER, registry, None, CALL_REPOSITORIES, str(record)[:200], "record without a name")
+                continue
+            name = map_repository(registry, record, rows, Problems(rows, registry, record["name"], CALL_REPOSITORIES))
+            path = record.get("path")
+            if path and path != f"{registry}/{name}" and namespace not in warned:
+                warned.add(namespace)
+                log.warning("swr: repository %s is pulled as %s, not %s/%s: set [sources.swr] registry_host",
+                            name, path, registry, name)
+            candidates.append(
+                {"namespace": namespace, "registry": registry, "name": name,
+                 "stamp": record.get("updated_at", record.get("updated")), "tag_count": record.get("num_images")}
+            )
+        yield from rows.emit_all()
+        known.of("", "")  # read what is loaded once, here: worker threads have no pipeline context
+        changed = [repo for repo in candidates if _needs_tags(repo)]
+        if not changed:
+            return
+
+        def load(repo: Dict[str, Any]) -> Tuple[Rows, bool]:
+            return _load_tags(api, repo, known.of(repo["registry"], repo["name"]))
+
+        batch = BatchRows()
+        for repo, (repo_rows, complete) in zip(changed, map_bounded(load, changed, concurrency)):
+            batch.absorb(repo_rows)
+            if complete:  # the stamp moves only with the tags it stands for
+                stamps.remember(repo["registry"], repo["name"], repo["stamp"])
+            if batch.size() >= EMIT_ROWS:
+                yield from batch.emit_all()
+        yield from batch.emit_all()
+
+    def _needs_tags(repo: Dict[str, Any]) -> bool:
+        """Changed since the last load, or (a destination emptied under kept state) never landed."""
+        if stamps.changed(repo["registry"], repo["name"], repo["stamp"]):
+            return True
+        try:
+            tag_count = to_int(repo["tag_count"])
+        except BadValue:
+            tag_count = None
+        return bool(tag_count) and not known.of(repo["registry"], repo["name"])
+
+    return repository_list, images
+
+
+def _load_tags(api: SwrApi, repo: Dict[str, Any], known_digests: set) -> Tuple[Rows, bool]:
+    """Every tag of one repository as rows (its history scope marker included), and whether
+    the tags were read in full."""
+    registry, name = repo["registry"], repo["name"]
+    rows = Rows()
+    problems = Problems(rows, registry, name, CALL_TAGS)
+    try:
+        map_tags(registry, name, api.list_tags(repo["namespace"], name), rows, problems, known_digests)
+    except NotFoundError as exc:
+        # deleted between the listing and this call: the next listing will not show it
+        rows = Rows()
+        rows.problem(PROVIDER, registry, name, CALL_TAGS, name, f"repository vanished while loading: {exc.detail}")
+        return rows, False
+    rows.add(TAGS, scope_marker(PROVIDER, registry, name))
+    return rows, True
+
+
+def _auth(
+    access_key: Optional[str], secret_key: Optional[str], project_id: Optional[str], auth_token: Optional[str]
+) -> Any:
+    if access_key and secret_key:
+        if auth_token:
+            log.info("swr: both AK/SK and auth_token are set; signing with AK/SK")
+        return AkSkAuth(access_key, secret_key, project_id)
+    if auth_token:
+        return TokenAuth(auth_token)
+    raise ConfigError(
+        PROVIDER,
+        "configuration",
+        "no credentials: set access_key and secret_key (and project_id), or auth_token",
+        hint="Put them in .dlt/secrets.toml under [sources.swr] or in SOURCES__SWR__ACCESS_KEY, "
+        "SOURCES__SWR__SECRET_KEY, SOURCES__SWR__PROJECT_ID / SOURCES__SWR__AUTH_TOKEN.",
+    )
