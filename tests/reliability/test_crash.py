@@ -46,7 +46,7 @@ def reference(tmp_path_factory, case):
             shutil.copytree(tmp / "run", tmp / "baseline")
             mutate(inventory)  # deterministic: the same changes as every test makes
             pipeline, _ = load(tmp / "run", case)
-        _reference[case.provider] = (snapshot(db_path(pipeline)), tmp / "baseline")
+        _reference[case.provider] = (snapshot(db_path(pipeline), case.volatile), tmp / "baseline")
     return _reference[case.provider]
 
 
@@ -109,6 +109,6 @@ def test_kill_then_rerun_gives_the_clean_data(tmp_path, tmp_path_factory, case, 
         pipeline, _ = load(tmp_path, case)  # one ordinary rerun, as the next scheduled run
     path = db_path(pipeline)
     FIGURES["processes killed (SIGKILL)"] += 1
-    assert diff(expected, snapshot(path)) == []
+    assert diff(expected, snapshot(path, case.volatile)) == []
     assert all(n == 0 for n in duplicates(path).values()), duplicates(path)
     FIGURES["killed runs recovered exactly by one rerun"] += 1

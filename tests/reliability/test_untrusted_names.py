@@ -32,7 +32,9 @@ def rename(inventory, repo, new_name):
     inventory.registries[repo.registry][new_name] = repo
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.provider for c in CASES])
+@pytest.mark.parametrize("case", [
+    pytest.param(c, id=c.provider, marks=[pytest.mark.xfail(strict=True, reason=c.known_bugs["odd_names"])] if "odd_names" in c.known_bugs else [])
+    for c in CASES])
 def test_odd_names_load_exactly_and_stay_data(tmp_path, case):
     inventory = case.inventory(seed=17, repositories=5, images=25)
     repos = sorted(inventory.repositories(), key=lambda r: (r.registry, r.name))
@@ -48,13 +50,13 @@ def test_odd_names_load_exactly_and_stay_data(tmp_path, case):
         assert tags == {(repo.name, tag): digest for repo in repos for tag, digest in repo.tags.items()}
         counts = dict(query(pipeline, "SELECT repository, count(*) FROM images GROUP BY 1"))
         assert counts == {repo.name: len(repo.images) for repo in repos}
-        first = snapshot(db_path(pipeline))
+        first = snapshot(db_path(pipeline), case.volatile)
 
         emulator.reset_counters()
         pipeline, _ = load(tmp_path, case)  # the destination is asked about these names: by parameters
         rows = pipeline.last_trace.last_normalize_info.row_counts
         assert rows.get("images", 0) == 0, rows  # every digest was found under its odd name
-        assert diff(first, snapshot(db_path(pipeline))) == []
+        assert diff(first, snapshot(db_path(pipeline), case.volatile)) == []
         assert all(n == 0 for n in duplicates(db_path(pipeline)).values())
     assert not os.path.exists("/tmp/pwned")
 
