@@ -62,7 +62,9 @@ def wait_for(predicate, proc, what, timeout=90.0):
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("case", CASES, ids=case_ids(CASES))
+@pytest.mark.parametrize("case", [
+    pytest.param(c, id=c.provider, marks=[pytest.mark.xfail(strict=False, reason=c.known_bugs["crash"])] if "crash" in c.known_bugs else [])
+    for c in CASES])
 @pytest.mark.parametrize("point", [
     pytest.param(point, marks=pytest.mark.xfail(strict=True, reason=(
         "dlt resumes a package killed after a copy job inserted its rows but before the job was "
