@@ -6,6 +6,10 @@ A registry emulator subclasses `Emulator`, names the operation of each request i
 `operation()` and answers it in `handle()`; faults are injected before `handle()` runs, in the
 registry's own error shape (`throttle_response()`, `server_error_response()`).
 
+Tests can also bend answers (`corrupt()`: rewrite the answers of one operation, to serve bad
+records) and stop time at a chosen request (`hold()`: the Nth call of an operation blocks until
+released, so a test can kill the client at a known point).
+
 Every emulator also answers `GET /_emulator/counters` (JSON) so that a process that did not
 start it (the CLI, a benchmark) can read its counters, `POST /_emulator/reset-counters`,
 `POST /_emulator/mutate` (`{"move_tags": n, "delete_tags": n, "push_images": n}`: changes the
@@ -22,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger("registry_etl.emulators")
@@ -77,6 +81,36 @@ class Response:
         return json.dumps(self.body).encode()
 
 
+Rewriter = Callable[[Request, Response], Optional[Response]]
+
+
+@dataclass
+class Rewrite:
+    """A test hook: `fn(request, response)` edits the answer of `operation` ("*" = any) in
+    place (`response.body` is the decoded JSON object) or returns a new `Response`."""
+
+    operation: str
+    fn: Rewriter
+    times: Optional[int] = None  # rewrite this many answers, then stop; None = all
+    applied: int = 0
+
+
+class Hold:
+    """A test hook: the `nth` call of `operation` blocks until `release()`; `reached` is set
+    when it arrives, so a test knows the client is waiting right there."""
+
+    def __init__(self, operation: str, nth: int = 1) -> None:
+        self.operation, self.nth = operation, nth
+        self.reached = threading.Event()
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def wait_released(self, timeout: float = 120.0) -> None:
+        self._released.wait(timeout)
+
+
 class Emulator:
     """Base class: subclasses set `name` and implement `operation()` and `handle()`."""
 
@@ -90,6 +124,8 @@ class Emulator:
         self._lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
+        self.rewrites: List[Rewrite] = []
+        self.holds: List[Hold] = []
 
     # ---- to implement
     def operation(self, request: Request) -> str:
@@ -153,6 +189,40 @@ class Emulator:
     def inventory_changed(self) -> None:
         """Called after the inventory changed: subclasses drop what they cached from it."""
 
+    # ---- test hooks
+    def corrupt(self, operation: str, fn: Rewriter, times: Optional[int] = None) -> Rewrite:
+        """Rewrite the answers of `operation` (see `Rewrite`); returns the hook (`.applied`)."""
+        rewrite = Rewrite(operation, fn, times)
+        with self._lock:
+            self.rewrites.append(rewrite)
+        return rewrite
+
+    def hold(self, operation: str, nth: int = 1) -> Hold:
+        """Block the `nth` call of `operation` (counted from now) until the hook is released."""
+        hold = Hold(operation, self.counters[operation] + nth)
+        with self._lock:
+            self.holds.append(hold)
+        return hold
+
+    def clear_hooks(self) -> None:
+        with self._lock:
+            holds, self.holds, self.rewrites = self.holds, [], []
+        for hold in holds:
+            hold.release()
+
+    def _apply_hooks(self, request: Request, operation: str, count: int, response: Response) -> Response:
+        with self._lock:
+            holds = [h for h in self.holds if h.operation == operation and h.nth == count]
+            rewrites = [r for r in self.rewrites if r.operation in (operation, "*") and (r.times is None or r.applied < r.times)]
+            for rewrite in rewrites:
+                rewrite.applied += 1
+        for hold in holds:
+            hold.reached.set()
+            hold.wait_released()
+        for rewrite in rewrites:
+            response = rewrite.fn(request, response) or response
+        return response
+
     def reset_counters(self) -> None:
         with self._lock:
             self.counters.clear()
@@ -186,6 +256,7 @@ class Emulator:
         fault = self._fault_for_request()
         with self._lock:
             self.counters[operation] += 1
+            count = self.counters[operation]
             if fault:
                 self.faults_injected[fault] += 1
         if fault == "throttle":
@@ -199,6 +270,8 @@ class Emulator:
         except Exception:
             log.exception("%s emulator failed on %s", self.name, operation)
             return None, self.server_error_response(operation)
+        if self.holds or self.rewrites:
+            response = self._apply_hooks(request, operation, count, response)
         return fault, response
 
     def _control(self, request: Request) -> Response:

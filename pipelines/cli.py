@@ -164,12 +164,9 @@ def _runs_table(runs: List[dict]) -> str:
 
 def _change_demo_inventory(emulator: object) -> bool:
     """Move and delete some tags and push some images in an emulator that serves an inventory."""
-    inventory = getattr(emulator, "inventory", None)
-    if inventory is None:  # the OCI demo is a real registry, left as it is
+    if getattr(emulator, "inventory", None) is None:  # the OCI demo is a real registry, left as it is
         return False
-    inventory.move_tags(4)
-    inventory.delete_tags(2)
-    inventory.push_images(3)
+    emulator.mutate({"move_tags": 4, "delete_tags": 2, "push_images": 3})  # type: ignore[attr-defined]
     return True
 
 

@@ -5,8 +5,11 @@ pyarrow table with the contract's types (BIGINT sizes, UTC timestamps) and `emit
 for its table with the table's dlt hints. Arrow tables skip dlt's per-row normalisation, which
 is the difference between ~1k and ~38k images/s (shared/reference/dlt-notes.md).
 
-Fields a table does not know are kept: they become extra columns whose type is inferred
-(nested values as JSON text), so a new API field shows up as a new column instead of vanishing.
+Fields a table does not know are kept: they become extra TEXT columns (nested values, numbers
+and booleans as JSON, times as ISO 8601), so a new API field shows up as a new column instead of
+vanishing, and a field that changes type later (a number, then a string) cannot fail a load:
+DuckDB would refuse 'abc' in a BIGINT column a first page created. The contract's own columns
+are typed by the model. See docs/reliability.md ("Schema drift").
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
@@ -232,12 +236,25 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _as_text(value: Any) -> Optional[str]:
+    """An extra column's value as text (see the module docstring for why)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (dict, list, tuple)):
+        return _jsonable(value)
+    if isinstance(value, (bool, int, float)):
+        return json.dumps(value)
+    return str(value)
+
+
 def batch(table: Table, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     """Build one arrow table of `table` from dict rows; unknown keys become extra columns."""
     rows = list(rows)
     known = table.column_names
     data = {name: [row.get(name) for row in rows] for name in known}
-    arrays = [pa.array(data[name], type=typ) for name, typ in table.columns]
+    arrays = [_column(table, name, data[name], typ) for name, typ in table.columns]
     fields = list(table.arrow_schema)
     extra_names: List[str] = []
     extra = set().union(*rows).difference(data) if rows else set()
@@ -249,16 +266,34 @@ def batch(table: Table, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
             if len(extra_names) == len(extra):
                 break
     for name in extra_names:
-        values = [_jsonable(row.get(name)) for row in rows]
-        try:
-            arr = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            arr = pa.array([None if v is None else str(v) for v in values], type=pa.string())
-        if pa.types.is_null(arr.type):
+        values = [_as_text(row.get(name)) for row in rows]
+        if all(v is None for v in values):
             continue  # a column nobody filled tells dlt nothing
+        arr = pa.array(values, type=pa.string())
         arrays.append(arr)
         fields.append(pa.field(name, arr.type))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _column(table: Table, name: str, values: List[Any], typ: pa.DataType) -> pa.Array:
+    """One known column; a value of the wrong type (an API sending a number where text belongs,
+    a mapping bug) is coerced or blanked with a warning instead of failing the whole page."""
+    try:
+        return pa.array(values, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        pass
+    fixed = []
+    for value in values:
+        try:
+            pa.array([value], type=typ)
+            fixed.append(value)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            coerced = _jsonable(value) if typ == pa.string() and value is not None else None
+            if coerced is not None and not isinstance(coerced, str):
+                coerced = str(coerced)
+            log.warning("%s.%s: value %.100r is not %s; loaded as %r", table.name, name, value, typ, coerced)
+            fixed.append(coerced)
+    return pa.array(fixed, type=typ)
 
 
 def emit(table: Table, rows: Iterable[Mapping[str, Any]]) -> Any:

@@ -40,9 +40,14 @@ def utc_timestamp(value: Any) -> datetime:
     """botocore's timestamp parser, answering UTC: ECR sends epoch seconds, and botocore's
     default converts each through dateutil's local time zone, which took two thirds of the time
     spent parsing a DescribeImages page."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, timezone.utc)
-    return parse_timestamp(value)
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, timezone.utc)
+        return parse_timestamp(value)
+    except (ValueError, TypeError, OverflowError, OSError):
+        # botocore would fail the whole call (100 images) for one odd time: pass it on, and
+        # `to_time` reports that one value as a load problem while the rest of the answer loads
+        return value
 
 
 def botocore_session() -> botocore.session.Session:
@@ -90,6 +95,10 @@ class EcrApi:
             ),
         )
         self.client.meta.events.register("before-send.ecr.*", self._count)
+        # botocore turns urllib3's length check off and parses half a JSON answer as an empty
+        # one (a listing without its items): refuse short bodies so they are retried instead
+        endpoint = self.client._endpoint  # no public hook sees the raw response before parsing
+        endpoint.http_session = LengthCheckingSession(endpoint.http_session)
 
     def _count(self, request: Any, **kwargs: Any) -> None:
         operation = (request.headers.get("X-Amz-Target") or b"")
@@ -122,6 +131,9 @@ class EcrApi:
             return AuthError(PROVIDER, call, "no AWS credentials found", registry=where,
                              hint="Configure boto3's credential chain: AWS_PROFILE, AWS_ACCESS_KEY_ID/"
                                   "AWS_SECRET_ACCESS_KEY, SSO or an instance role.")
+        if isinstance(exc, botocore.exceptions.PaginationError):
+            # botocore's paginator stops on a next token it has seen before
+            return BadResponseError(PROVIDER, call, f"{exc} (paging would never end)", registry=where)
         if isinstance(exc, botocore.exceptions.ParamValidationError):
             return ConfigError(PROVIDER, call, str(exc), registry=where)
         if isinstance(exc, (botocore.exceptions.BotoCoreError, OSError)):
@@ -183,6 +195,27 @@ class EcrApi:
         return list(answer.get("images") or []), list(answer.get("failures") or [])
 
 
+class LengthCheckingSession:
+    """Wraps botocore's HTTP session: a body shorter than its Content-Length is a dropped
+    connection (retried by botocore like one), not an answer."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def send(self, request: Any) -> Any:
+        response = self._inner.send(request)
+        expected = response.headers.get("content-length")
+        if expected and expected.isdigit() and not request.stream_output:
+            received = len(response.content)
+            if received < int(expected):
+                log.debug("ECR answer cut short: %d of %s bytes from %s", received, expected, request.url)
+                raise botocore.exceptions.ConnectionClosedError(endpoint_url=request.url)
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 def registry_of(repository: Dict[str, Any], region: str) -> str:
     """The pullable registry host: `<account>.dkr.ecr.<region>.amazonaws.com`."""
     uri = repository.get("repositoryUri")
@@ -191,7 +224,7 @@ def registry_of(repository: Dict[str, Any], region: str) -> str:
     return f"{repository.get('registryId')}.dkr.ecr.{region}.amazonaws.com"
 
 
-def repository_row(repo: Dict[str, Any], region: str, image_count: Optional[int]) -> Dict[str, Any]:
+def repository_row(repo: Dict[str, Any], region: str, image_count: Optional[int], rows: Optional[Rows] = None) -> Dict[str, Any]:
     scanning = repo.get("imageScanningConfiguration") or {}
     encryption = repo.get("encryptionConfiguration") or {}
     known = {
@@ -202,7 +235,7 @@ def repository_row(repo: Dict[str, Any], region: str, image_count: Optional[int]
         "provider": PROVIDER,
         "registry": registry_of(repo, region),
         "repository": repo["repositoryName"],
-        "created_at": repo.get("createdAt"),
+        "created_at": _repository_time(repo, region, rows),
         "image_count": image_count,
         "region": region,
         "registry_id": repo.get("registryId"),
@@ -216,6 +249,16 @@ def repository_row(repo: Dict[str, Any], region: str, image_count: Optional[int]
     # fields this code does not know yet are kept under their API names (schema drift)
     row.update({_snake(k): v for k, v in repo.items() if k not in known})
     return row
+
+
+def _repository_time(repo: Dict[str, Any], region: str, rows: Optional[Rows]) -> Any:
+    try:
+        return to_time(repo.get("createdAt"))
+    except BadValue as exc:
+        if rows is not None:
+            rows.problem(PROVIDER, registry_of(repo, region), repo.get("repositoryName"), "DescribeRepositories",
+                         repo.get("repositoryName"), f"createdAt: {exc}")
+        return None
 
 
 def image_row(detail: Dict[str, Any], registry: str, rows: Rows) -> Dict[str, Any]:
@@ -280,9 +323,14 @@ class RepositoryLoader:
 
     def collect(self, repo: Dict[str, Any]) -> Rows:
         """All rows of one repository, collected (the caller emits them, with other repositories')."""
-        name = repo["repositoryName"]
+        name = repo.get("repositoryName")
         registry = registry_of(repo, self.api.region)
         rows = Rows()
+        if not isinstance(name, str) or not name:
+            shown = {k: v for k, v in repo.items() if not k.startswith("_")}
+            rows.problem(PROVIDER, registry, None, "DescribeRepositories", str(shown)[:300],
+                         "repository without repositoryName: skipped")
+            return rows
         digests: Dict[str, None] = {}
         for page in self.api.list_images(name, self.tag_status, self.image_status):
             for image_id in page:
@@ -295,7 +343,7 @@ class RepositoryLoader:
                     rows.add(TAGS, tag_row(PROVIDER, registry, name, image_id["imageTag"], digest))
         if self.mark_repository:
             rows.add(TAGS, scope_marker(PROVIDER, registry, name))
-        rows.add(REPOSITORIES, repository_row(repo, self.api.region, len(digests)))
+        rows.add(REPOSITORIES, repository_row(repo, self.api.region, len(digests), rows))
         known = self.known(registry, name)
         new = [d for d in digests if d not in known]
         for chunk in chunks(new, MAX_IMAGE_IDS):
