@@ -94,7 +94,7 @@ REPOSITORIES = Table(
     [
         ("provider", S), ("registry", S), ("repository", S),
         ("created_at", T), ("updated_at", T), ("image_count", I), ("pull_count", I),
-        ("size_bytes", I), ("description", S),
+        ("size_bytes", I), ("description", S), ("tag_count", I),
     ],
     primary_key=_REPO_KEY,
     description="One row per repository.",
@@ -107,7 +107,7 @@ IMAGES = Table(
         ("media_type", S), ("artifact_media_type", S), ("size_bytes", I), ("created_at", T),
         ("last_pulled_at", T), ("pull_count", I), ("config_digest", S), ("config_size_bytes", I),
         ("config_media_type", S), ("platform_os", S), ("platform_arch", S), ("platform_variant", S),
-        ("layer_count", I), ("child_count", I), ("status", S),
+        ("layer_count", I), ("child_count", I), ("status", S), ("manifest_size_bytes", I),
     ],
     primary_key=_REPO_KEY + ("digest",),
     description="One row per manifest (by digest) in a repository; size_bytes as the registry reports it.",

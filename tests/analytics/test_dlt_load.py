@@ -57,7 +57,7 @@ def pipeline(request, tmp_path):
     with admin.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE {name}")
     admin.close()
-    credentials = f"postgresql://{dsn['user']}:unused@{dsn['host']}:{dsn['port']}/{name}"
+    credentials = f"postgresql://{dsn['user']}:{dsn['password']}@{dsn['host']}:{dsn['port']}/{name}"
     return make_pipeline(destination=dlt.destinations.postgres(credentials), pipelines_dir=str(tmp_path / "pipelines"))
 
 
