@@ -116,3 +116,11 @@ def as_list(value: Any) -> list:
     if isinstance(value, (list, tuple, set)):
         return [str(v) for v in value]
     return [str(value)]
+
+
+def snake_case(name: str) -> str:
+    """An API's camelCase field name as a column name (`lastRecordedPullTime` -> `last_recorded_pull_time`)."""
+    out = []
+    for char in name:
+        out.append("_" + char.lower() if char.isupper() else char)
+    return "".join(out).lstrip("_")

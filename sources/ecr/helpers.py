@@ -17,7 +17,7 @@ from botocore.utils import parse_timestamp
 from ..errors import ApiError, AuthError, BadResponseError, ConfigError, NotFoundError, RegistryError, register_secret
 from ..manifests import ManifestError, parse_manifest
 from ..model import REPOSITORIES, TAGS, Rows, scope_marker, tag_row
-from ..values import BadValue, to_int, to_time
+from ..values import BadValue, to_int, to_time, snake_case
 from .parser import CompiledParserFactory
 from .settings import (
     ACCEPTED_MEDIA_TYPES,
@@ -247,7 +247,7 @@ def repository_row(repo: Dict[str, Any], region: str, image_count: Optional[int]
         "kms_key": encryption.get("kmsKey"),
     }
     # fields this code does not know yet are kept under their API names (schema drift)
-    row.update({_snake(k): v for k, v in repo.items() if k not in known})
+    row.update({snake_case(k): v for k, v in repo.items() if k not in known})
     return row
 
 
@@ -293,18 +293,10 @@ def image_row(detail: Dict[str, Any], registry: str, rows: Rows) -> Dict[str, An
         "image_scan_status": detail.get("imageScanStatus"),
         "image_scan_findings_summary": detail.get("imageScanFindingsSummary"),
     }
-    row.update({_snake(k): v for k, v in detail.items() if k not in known})
+    row.update({snake_case(k): v for k, v in detail.items() if k not in known})
     return row
 
 
-def _snake(name: str) -> str:
-    out = []
-    for char in name:
-        if char.isupper():
-            out.append("_" + char.lower())
-        else:
-            out.append(char)
-    return "".join(out).lstrip("_")
 
 
 class RepositoryLoader:

@@ -41,7 +41,7 @@ from ..model import (
     tag_row,
 )
 from ..state import RepositoryStamps
-from ..values import BadValue, to_int, to_time
+from ..values import BadValue, to_int, to_time, snake_case
 from .settings import (
     AUTH_HINT,
     DEFAULT_PAGE_SIZE,
@@ -287,16 +287,11 @@ class ImageStamps(RepositoryStamps):
 # ---- mapping
 
 
-def _snake(name: str) -> str:
-    out = []
-    for char in name:
-        out.append("_" + char.lower() if char.isupper() else char)
-    return "".join(out).lstrip("_")
 
 
 def _extras(doc: Dict[str, Any], known: Set[str], prefix: str = "") -> Dict[str, Any]:
     """Fields this code does not know yet, kept under their own (snake_case) names."""
-    return {prefix + _snake(key): value for key, value in doc.items() if key not in known}
+    return {prefix + snake_case(key): value for key, value in doc.items() if key not in known}
 
 
 class Converter:

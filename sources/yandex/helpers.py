@@ -34,7 +34,7 @@ from ..model import (
     scope_marker,
     tag_row,
 )
-from ..values import BadValue, to_int, to_time
+from ..values import BadValue, to_int, to_time, snake_case
 from .auth import BearerAuth, describe_status
 from .settings import PAGE_SIZE, PROVIDER, PULL_HOST
 
@@ -166,7 +166,7 @@ def registry_row(record: Dict[str, Any], rows: Rows) -> Optional[Dict[str, Any]]
     }
     for key, value in record.items():
         if key not in ("id", "folderId", "name", "status", "createdAt", "labels"):
-            row[_snake(key)] = value
+            row[snake_case(key)] = value
     return row
 
 
@@ -186,14 +186,6 @@ def _int(value: Any, rows: Rows, registry: str, repository: Optional[str], obj: 
         return None
 
 
-def _snake(name: str) -> str:
-    out = []
-    for char in name:
-        if char.isupper():
-            out.append("_" + char.lower())
-        else:
-            out.append(char)
-    return "".join(out).lstrip("_")
 
 
 _IMAGE_FIELDS = {"id", "name", "digest", "compressedSize", "config", "layers", "tags", "createdAt"}
@@ -263,7 +255,7 @@ class UnitMapper:
             image["config_size_bytes"] = blobs[0][1]
         for extra, value in record.items():
             if extra not in _IMAGE_FIELDS:
-                image[_snake(extra)] = value  # a field Yandex added later: kept as a column
+                image[snake_case(extra)] = value  # a field Yandex added later: kept as a column
         self.rows.add(IMAGES, image)
         layer_sizes = blobs[1:] if config else blobs
         for position, (layer, (layer_digest, size)) in enumerate(zip(layers, layer_sizes)):
