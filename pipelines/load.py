@@ -142,10 +142,15 @@ def is_file_destination(pipeline: dlt.Pipeline) -> bool:
 
 
 @contextmanager
-def environment(values: Dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the duration of a block (the demo's emulator settings)."""
+def environment(values: Dict[str, Optional[str]]) -> Iterator[None]:
+    """Set environment variables for the duration of a block (the demo's emulator settings);
+    a value of None unsets the variable for the block."""
     saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     try:
         yield
     finally:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-import os
-from typing import Dict, Iterator
+from typing import Iterator
 
 import pytest
 
@@ -24,14 +23,9 @@ def ecr_env() -> Iterator[callable]:
     def start(inventory: Inventory, faults: Faults = None, **kwargs) -> EcrEmulator:
         emulator = EcrEmulator(inventory, faults, **kwargs).start()
         started.append(emulator)
-        env: Dict[str, str] = demo_env(emulator)
-        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-            env.setdefault(key, "")
-        ctx = environment(env)
+        ctx = environment({**demo_env(emulator), "AWS_PROFILE": None, "AWS_SESSION_TOKEN": None})
         ctx.__enter__()
         stack.append(ctx)
-        os.environ.pop("AWS_PROFILE", None)
-        os.environ.pop("AWS_SESSION_TOKEN", None)
         return emulator
 
     yield start

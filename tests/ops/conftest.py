@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from typing import Iterator
 
 import pytest
@@ -22,10 +21,7 @@ def ecr(ecr_inventory) -> Iterator[EcrEmulator]:
     """The ECR emulator over a small inventory, with the source pointed at it."""
     emulator = EcrEmulator(ecr_inventory).start()
     env = demo_env(emulator)
-    env.update({"AWS_PROFILE": "", "AWS_SESSION_TOKEN": ""})
-    with environment(env):
-        os.environ.pop("AWS_PROFILE", None)
-        os.environ.pop("AWS_SESSION_TOKEN", None)
+    with environment({**env, "AWS_PROFILE": None, "AWS_SESSION_TOKEN": None}):
         yield emulator
     emulator.stop()
 
@@ -34,8 +30,6 @@ def ecr(ecr_inventory) -> Iterator[EcrEmulator]:
 def ecr_env_throttled() -> Iterator[EcrEmulator]:
     """A small ECR emulator that throttles every 4th call (botocore retries those)."""
     emulator = EcrEmulator(Inventory(seed=4, registries=("us-east-1",), repositories=2, images=6), Faults(throttle_every=4)).start()
-    with environment({**demo_env(emulator), "AWS_PROFILE": "", "AWS_SESSION_TOKEN": ""}):
-        os.environ.pop("AWS_PROFILE", None)
-        os.environ.pop("AWS_SESSION_TOKEN", None)
+    with environment({**demo_env(emulator), "AWS_PROFILE": None, "AWS_SESSION_TOKEN": None}):
         yield emulator
     emulator.stop()

@@ -187,9 +187,7 @@ def test_every_catalog_source_lands_the_same_in_duckdb_postgres_and_parquet(tmp_
     started, env = _start_catalog_emulators()
     names = [name for name, _ in started]
     try:
-        with environment({**env, "AWS_PROFILE": "", "AWS_SESSION_TOKEN": ""}):
-            os.environ.pop("AWS_PROFILE", None)
-            os.environ.pop("AWS_SESSION_TOKEN", None)
+        with environment({**env, "AWS_PROFILE": None, "AWS_SESSION_TOKEN": None}):
             duck = new_pipeline(tmp_path)
             pg = make_pipeline(
                 destination=dlt.destinations.postgres(postgres.credentials),

@@ -14,7 +14,7 @@ import duckdb
 
 from emulators.base import Emulator, Faults
 from emulators.inventory import Inventory
-from pipelines.load import run_load
+from pipelines.load import environment, run_load
 from tests.reliability.cases import SourceCase
 from tests.support import new_pipeline
 
@@ -43,20 +43,8 @@ def serving(case: SourceCase, inventory: Inventory, faults: Optional[Faults] = N
 def environment_unsetting(values: Dict[str, str]) -> Iterator[None]:
     """Like `pipelines.load.environment`, but an empty value unsets the variable (an empty
     AWS_PROFILE is not "no profile" to boto3)."""
-    saved = {key: os.environ.get(key) for key in values}
-    for key, value in values.items():
-        if value == "":
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    try:
+    with environment({key: (value if value != "" else None) for key, value in values.items()}):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def load(tmp_path, case: SourceCase, name: str = "registry_etl.duckdb", **options: Any):
