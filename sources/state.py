@@ -88,3 +88,46 @@ class RepositoryStamps:
         with self._lock:
             stamps = dlt.current.resource_state().setdefault("stamps", {})
             stamps[self._key(registry, repository)] = str(stamp)
+
+
+class ListingState:
+    """Per registry, the fingerprint of each repository's listing at the last load, in the
+    resource's dlt state (committed with the data, so a failed load does not advance it).
+
+    A registry with fingerprints is read incrementally: a repository whose fingerprint did not
+    change gives no rows, a changed one is re-emitted with a repository scope marker, and one
+    no longer listed gets a marker alone (its tags are retired). A registry without them (a
+    first load, or state lost) is emitted in full under one registry marker.
+    """
+
+    KEY = "listings"
+
+    def __init__(self) -> None:
+        self._incremental: Optional[Set[str]] = None
+
+    def _state(self) -> Dict[str, Dict[str, str]]:
+        return dlt.current.resource_state().setdefault(self.KEY, {})
+
+    def begin(self) -> None:
+        """Note which registries have fingerprints before this run changes any."""
+        if self._incremental is None:
+            self._incremental = {registry for registry, repos in self._state().items() if repos}
+
+    def incremental(self, registry: str) -> bool:
+        self.begin()
+        return registry in (self._incremental or ())
+
+    def previous(self, registry: str, repository: str) -> Optional[str]:
+        return self._state().get(registry, {}).get(repository)
+
+    def remember(self, registry: str, repository: str, fingerprint: Optional[str]) -> None:
+        if fingerprint is not None:
+            self._state().setdefault(registry, {})[repository] = fingerprint
+
+    def forget_others(self, registry: str, listed: Any) -> list:
+        """Drop the repositories of `registry` not in `listed`; returns their names."""
+        repos = self._state().get(registry, {})
+        gone = sorted(set(repos).difference(listed))
+        for name in gone:
+            del repos[name]
+        return gone
