@@ -135,7 +135,8 @@ IMAGE_MANIFESTS = Table(
 )
 
 # Tags are a snapshot merged with scd2. Each run also emits one "scope" marker row per unit it
-# read in full (a whole registry, or one repository when the run is filtered). The markers never
+# read in full (a whole registry, or one repository when the run is filtered or re-emits only the
+# repositories that changed, as ECR does with listing fingerprints). The markers never
 # reach the table (`source_filter`), but `destination_scope` uses them so that a run retires only
 # rows inside what it read: a partial run leaves the rest of the history alone, and a repository
 # whose tags all vanished (or that vanished itself) is still closed by a full run.
