@@ -30,6 +30,7 @@ import base64
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -40,7 +41,9 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 from urllib.parse import quote, unquote
 
 from emulators import inventory as inv
-from emulators.base import Faults, Request, Response
+from http.server import ThreadingHTTPServer
+
+from emulators.base import Faults, Request, Response, _make_handler
 
 from . import CountingProxy
 from .dataset import Pusher, rfc3339_ns, sha256
@@ -53,6 +56,7 @@ log = logging.getLogger("registry_etl.emulators.oci")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
 _NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
+LAYER_POOL = 16  # distinct non-base layer blobs of an inventory
 _PATH = re.compile(r"^/v2/(.+)/(tags/list|manifests/[^/]+|blobs/[^/]+)$")
 
 
@@ -75,6 +79,7 @@ class OciInventory(inv.Inventory):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.blob_data: Dict[str, bytes] = {}
+        self._layer_pool: List[inv.Blob] = []
         super().__init__(*args, **kwargs)
 
     def _keep(self, data: bytes, media_type: str) -> inv.Blob:
@@ -98,9 +103,11 @@ class OciInventory(inv.Inventory):
         }
         config = self._keep(json.dumps(config_doc, sort_keys=True).encode(), inv.OCI_CONFIG if oci else inv.DOCKER_CONFIG)
         layer_type = inv.OCI_LAYER if oci else inv.DOCKER_LAYER
+        if not self._layer_pool:  # layers come from a small pool: pushing mounts them, mostly
+            self._layer_pool = [self._layer(inv.DOCKER_LAYER) for _ in range(LAYER_POOL)]
         base = self.rng.choice(self._base_layers)
-        layers = [inv.Blob(base.digest, base.size, layer_type)]
-        layers += [self._layer(layer_type) for _ in range(self.layers_per_image - 1)]
+        picked = [base] + self.rng.sample(self._layer_pool, self.layers_per_image - 1)
+        layers = [inv.Blob(layer.digest, layer.size, layer_type) for layer in picked]
         media_type = inv.OCI_MANIFEST if oci else inv.DOCKER_MANIFEST
         doc = {
             "schemaVersion": 2,
@@ -148,6 +155,14 @@ class ServedRegistry(CountingProxy):
         self.process = RegistryProcess(str(self.workdir), in_memory=False, **auth)
         self.process.start()
         self.upstream = self.process.url
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> "ServedRegistry":
+        # the base class's server polls for shutdown every 0.5 s; tests start dozens of these
+        self._server = ThreadingHTTPServer((host, port), _make_handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), name=f"{self.name}-emulator", daemon=True)
+        self._thread.start()
+        return self
 
     def stop(self) -> None:
         super().stop()
@@ -293,9 +308,15 @@ _TEMPLATE_ROOT: List[Path] = []
 _TEMPLATE_LOCK = threading.Lock()
 
 
+def _scratch() -> Optional[str]:
+    """Where storage goes: tmpfs when there is one (a registry's storage is thousands of tiny
+    files: on a disk, copying and removing them costs seconds), else the temp dir."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
 def _template_root() -> Path:
     if not _TEMPLATE_ROOT:
-        root = Path(tempfile.mkdtemp(prefix="oci-templates-"))
+        root = Path(tempfile.mkdtemp(prefix="oci-templates-", dir=_scratch()))
         atexit.register(shutil.rmtree, root, True)
         _TEMPLATE_ROOT.append(root)
     return _TEMPLATE_ROOT[0]
@@ -304,7 +325,7 @@ def _template_root() -> Path:
 def start_served(inventory: OciInventory, registry: Optional[str] = None, faults: Optional[Faults] = None) -> ServedRegistry:
     """A started `ServedRegistry` holding `inventory` (one of its registries)."""
     registry = registry or next(iter(inventory.registries))
-    workdir = Path(tempfile.mkdtemp(prefix="oci-served-"))
+    workdir = Path(tempfile.mkdtemp(prefix="oci-served-", dir=_scratch()))
     served = ServedRegistry(inventory, registry, workdir, faults)
     key = fingerprint(inventory, registry)
     with _TEMPLATE_LOCK:
