@@ -79,12 +79,29 @@ def registry_host(registry_url: str) -> str:
 
 
 def repository_path(name: str) -> str:
-    """A repository name in a URL path: its slashes stay, anything else odd is escaped."""
-    return quote(name, safe="/")
+    """A repository name in a URL path: its slashes stay, anything else odd is escaped, and a
+    `.` or `..` component is written `%2E` / `%2E%2E` (else the URL parser would resolve it and
+    the call would read ANOTHER repository: `a/../b` is not `b`)."""
+    return "/".join(_dots(part) for part in quote(name, safe="/").split("/"))
 
 
 def reference_path(reference: str) -> str:
-    return quote(reference, safe=":")
+    return _dots(quote(reference, safe=":"))
+
+
+def _dots(segment: str) -> str:
+    return segment.replace(".", "%2E") if segment in (".", "..") else segment
+
+
+_DOT_SEGMENT = re.compile(r"(?<=/)\.{1,2}(?=/|$)")
+
+
+def keep_dot_segments(url: str) -> str:
+    """`requests` turns the `%2E` of `repository_path` back into `.` (an unreserved character)
+    after it parsed the URL; encode such components again before the request is sent."""
+    parts = urlsplit(url)
+    path = _DOT_SEGMENT.sub(lambda m: m.group(0).replace(".", "%2E"), parts.path)
+    return url if path == parts.path else parts._replace(path=path).geturl()
 
 
 # ---------------------------------------------------------------- errors
@@ -178,6 +195,7 @@ class RegistryAuth(AuthBase):
 
     # -- requests' AuthBase
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.url = keep_dot_segments(request.url or "")  # runs after requests prepared the URL
         header = self._authorization_for(request.url or "")
         if header:
             request.headers["Authorization"] = header
