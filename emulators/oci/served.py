@@ -215,7 +215,7 @@ class ServedRegistry(CountingProxy):
 
     def _quick_state(self) -> str:
         repos = self.inventory.registries[self.registry]
-        return repr([(name, len(repo.images), sorted(repo.tags.items())) for name, repo in repos.items()])
+        return repr([(name, len(repo.images), sorted(repo.tags.items())) for name, repo in sorted(repos.items())])
 
     def sync(self) -> None:
         """Push what the inventory gained, re-put moved tags, remove deleted tags."""
@@ -224,8 +224,14 @@ class ServedRegistry(CountingProxy):
             if now == self._seen:
                 return
             pusher = self._pusher()
-            for repo in self.inventory.registries[self.registry].values():
+            repos = self.inventory.registries[self.registry]
+            for repo in repos.values():
                 self._sync_repository(pusher, repo)
+            for name in [name for name in self._tags if name not in repos]:
+                # renamed or removed: its manifests go; the CNCF registry keeps listing the name
+                for digest in sorted(set(self._tags[name].values())):
+                    pusher.delete_manifest(upstream_name(name), digest)
+                del self._tags[name], self._pushed[name]
             self._seen = now
 
     def _sync_repository(self, pusher: Pusher, repo: inv.Repository) -> None:

@@ -369,9 +369,32 @@ class _BodyPagesClient(RESTClient):
         return super().extract_response(response, data_selector)
 
 
-def _names(body: Any, key: str) -> List[str]:
-    values = body.get(key) if isinstance(body, dict) else None
-    return [value for value in (values or []) if isinstance(value, str)]
+def _names(body: Any, key: str, call: str, registry: str, odd: Optional[List[Any]] = None) -> List[str]:
+    """The names of one listing page (`repositories` or `tags`).
+
+    `null` is an empty list (the CNCF registry's tag list once the last manifest is deleted).
+    A page without the key, or with something else than a list, stops the run: read as "no
+    names", it would retire every tag of the registry (or repository) as deleted. Entries that
+    are not strings are left out and collected in `odd` (reported by the caller).
+    """
+    if not isinstance(body, dict) or key not in body:
+        what = f"an object without `{key}`" if isinstance(body, dict) else f"a JSON {type(body).__name__}"
+        raise BadResponseError(
+            PROVIDER, call, f"the answer is {what}, not a page of {key}: stopping rather than reading it as none",
+            registry=registry, hint="Check that registry_url points at the registry's API (…/v2/ answers).",
+        )
+    values = body[key]
+    if values is None:
+        return []
+    if not isinstance(values, list):
+        raise BadResponseError(PROVIDER, call, f"`{key}` is a {type(values).__name__}, not a list", registry=registry)
+    names = []
+    for value in values:
+        if isinstance(value, str) and value:
+            names.append(value)
+        elif odd is not None:
+            odd.append(value)
+    return names
 
 
 class OciClient:
@@ -409,6 +432,12 @@ class OciClient:
     # -- listings
     def catalog(self, page_size: int) -> Iterator[List[str]]:
         """Pages of repository names, in the registry's order, each name once."""
+        try:
+            yield from self._catalog(page_size)
+        except BadResponseError as exc:
+            raise self._named(exc) from None
+
+    def _catalog(self, page_size: int) -> Iterator[List[str]]:
         seen: Set[str] = set()
         for page in paginate(
             self.client,
@@ -422,13 +451,28 @@ class OciClient:
             describe=describe_oci_error,
             counter=lambda _call: self.count("catalog"),
         ):
-            names = [name for body in page for name in _names(body, "repositories") if name not in seen]
+            odd: List[Any] = []
+            names = [name for body in page for name in _names(body, "repositories", "GET /v2/_catalog", self.registry, odd)
+                     if name not in seen]
+            if odd:
+                log.warning("oci registry %s: the catalog lists %d entries that are not names, skipped: %s",
+                            self.registry, len(odd), redact(repr(odd[:5])))
             seen.update(names)
             if names:
                 yield names
 
-    def tags(self, repository: str) -> Optional[List[str]]:
-        """Every tag of a repository (following `Link` when offered); None if it is unknown."""
+    def _named(self, error: BadResponseError) -> BadResponseError:
+        """A paging error raised where the registry is not known (the paginator), with it."""
+        if error.registry:
+            return error
+        return BadResponseError(
+            PROVIDER, error.call, error.detail, registry=self.registry,
+            hint="The registry's paging is broken (report it to its operator); nothing of this run was loaded.",
+        )
+
+    def tags(self, repository: str, odd: Optional[List[Any]] = None) -> Optional[List[str]]:
+        """Every tag of a repository (following `Link` when offered); None if it is unknown.
+        Entries that are not tag names go to `odd`."""
         call = f"GET /v2/{repository}/tags/list"
         found: List[str] = []
         try:
@@ -445,9 +489,11 @@ class OciClient:
             ):
                 for body in page:
                     # `{"tags": null}`: the CNCF registry's answer once the last manifest is deleted
-                    found.extend(_names(body, "tags"))
+                    found.extend(_names(body, "tags", call, self.registry, odd))
         except NotFoundError:
             return None
+        except BadResponseError as exc:
+            raise self._named(exc) from None
         return list(dict.fromkeys(found))
 
     def head_digest(self, repository: str, reference: str) -> Optional[str]:
@@ -651,7 +697,12 @@ class RepositoryReader:
         """Add the rows of one repository to `rows` (a new collection when None)."""
         registry = self.client.registry
         rows = rows if rows is not None else model.Rows()
-        tags = self.client.tags(repository)
+        odd: List[Any] = []
+        tags = self.client.tags(repository, odd)
+        for entry in odd:
+            rows.add(model.LOAD_PROBLEMS, problem_row(
+                registry, repository, "GET tags/list", repr(entry)[:200], f"a tag list entry that is not a tag name: {entry!r}"
+            ))
         if tags is None:
             if must_exist:
                 raise NotFoundError(
