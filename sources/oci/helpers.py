@@ -41,7 +41,7 @@ from .. import model
 from ..errors import ApiError, AuthError, BadResponseError, ConfigError, NotFoundError, redact, register_secret
 from ..http import RepeatGuardMixin, build_session, check_response, get_json, paginate
 from ..manifests import DOCKER_MANIFEST_V1_SIGNED, Manifest, ManifestError, parse_manifest
-from ..values import BadValue, to_time
+from ..values import BadValue, snake_case, to_time
 
 from .settings import (
     CONFIG_MEDIA_TYPES,
@@ -672,6 +672,25 @@ def map_manifest(
     return rows
 
 
+# what `map_manifest` reads (and the fields of Docker schema 1); any other top-level field of a
+# manifest (a newer spec's `subject`, a vendor's extension) is kept as a column of its own
+MAPPED_MANIFEST_FIELDS = frozenset((
+    "schemaVersion", "mediaType", "config", "layers", "manifests", "annotations", "artifactType",
+    "name", "tag", "architecture", "fsLayers", "history", "signatures",
+))
+
+
+def unmapped_fields(raw: bytes) -> Dict[str, Any]:
+    """Top-level manifest fields the mapping does not read, as snake_case columns."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {snake_case(key): value for key, value in doc.items() if key not in MAPPED_MANIFEST_FIELDS}
+
+
 def problem_row(registry: str, repository: str, call: str, obj: str, reason: str) -> Dict[str, Any]:
     return {
         "provider": PROVIDER, "registry": registry, "repository": repository, "call": call,
@@ -795,6 +814,8 @@ class RepositoryReader:
             return digest, rows
         config = self._config(repository, manifest, extra_problems)
         rows = map_manifest(registry, repository, fetched, manifest, config, platform)
+        for column, value in unmapped_fields(fetched.raw).items():
+            rows.image.setdefault(column, value)  # never over a column of the model
         rows.problems.extend(extra_problems)
         return digest, rows
 
