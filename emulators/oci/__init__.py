@@ -114,6 +114,12 @@ class CountingProxy(Emulator):
             return self._tags_page(request)
         return self._forward(request)
 
+    def dispatch(self, request: Request) -> Tuple[Optional[str], Response]:
+        fault, response = super().dispatch(request)
+        if fault == "truncate" and request.method == "HEAD":
+            fault = "drop"  # a HEAD answer has no body to cut short: it is lost instead
+        return fault, response
+
     def _apply_hooks(self, request: Request, operation: str, count: int, response: Response) -> Response:
         """The base hooks, with JSON answers decoded for `corrupt()` (the registry sends bytes)."""
         raw = response.body if isinstance(response.body, bytes) else None

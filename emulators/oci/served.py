@@ -338,20 +338,24 @@ def start_served(inventory: OciInventory, registry: Optional[str] = None, faults
         template = _TEMPLATES.get(key)
         if template is not None:
             shutil.copytree(template, workdir / "data")
-        served.start_registry()
-        if template is None:
-            pusher = Pusher(served.upstream)
-            repos = list(inventory.registries[registry].values())
-            with ThreadPoolExecutor(8) as pool:
-                for future in [pool.submit(push_images, pusher, inventory, upstream_name(repo.name),
-                                           sorted(repo.images.values(), key=lambda image: image.is_index), repo.tags)
-                               for repo in repos]:
-                    future.result()
-            template = _template_root() / key
-            shutil.copytree(workdir / "data", template)
-            _TEMPLATES[key] = template
-    served.adopt()
-    served.start()
+        try:
+            served.start_registry()
+            if template is None:
+                pusher = Pusher(served.upstream)
+                repos = list(inventory.registries[registry].values())
+                with ThreadPoolExecutor(8) as pool:
+                    for future in [pool.submit(push_images, pusher, inventory, upstream_name(repo.name),
+                                               sorted(repo.images.values(), key=lambda image: image.is_index), repo.tags)
+                                   for repo in repos]:
+                        future.result()
+                template = _template_root() / key
+                shutil.copytree(workdir / "data", template)
+                _TEMPLATES[key] = template
+            served.adopt()
+            served.start()
+        except BaseException:
+            served.stop()
+            raise
     return served
 
 
