@@ -86,7 +86,7 @@ def map_in_processes(
     initargs: Tuple[Any, ...] = (),
     preload: Sequence[str] = (),
 ) -> Iterator[R]:
-    """Like `map(fn, items)` in `processes` spawned worker processes, in input order, with at
+    """Like `map(fn, items)` in `processes` worker processes (forked from a forkserver), in input order, with at
     most `in_flight` items (default 2 per process) submitted and not yet consumed, so memory is
     bounded by a few items. `fn`, the items and the results must be picklable. The first
     failure is raised (it must be picklable too) after the running items have finished.
