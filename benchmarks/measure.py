@@ -37,9 +37,10 @@ def _child(ref: str, kwargs: Dict[str, Any], env: Dict[str, str], conn: Any) -> 
                 # this process and its worker processes
                 "cpu_seconds": own_cpu + tree.other_cpu_seconds(),
                 "own_cpu_seconds": own_cpu,
-                # the largest sum of RSS over this process and its workers (sampled every 0.1 s),
-                # and never less than this process's own exact peak
-                "peak_rss_mb": max(after.ru_maxrss / 1024.0, tree.peak_rss_bytes / 2**20),
+                # the largest sum of memory (PSS) over this process and its workers (sampled
+                # every 0.1 s), and never less than this process's own exact peak RSS
+                "peak_rss_mb": max(after.ru_maxrss / 1024.0, tree.peak_memory_bytes / 2**20),
+                "tree_peak_pss_mb": tree.peak_memory_bytes / 2**20,
                 "own_peak_rss_mb": after.ru_maxrss / 1024.0,  # KiB on Linux
                 "processes": tree.peak_processes,
                 "result": result,

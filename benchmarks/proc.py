@@ -2,7 +2,7 @@
 
 A load may read repositories in worker processes (forked from a forkserver, so neither
 `RUSAGE_SELF` nor `RUSAGE_CHILDREN` sees them): `TreeSampler` walks the process tree every
-`interval` seconds and keeps the peak of the summed RSS and each process's last CPU time.
+`interval` seconds and keeps the peak of the summed memory (PSS) and each process's last CPU time.
 """
 
 from __future__ import annotations
@@ -35,6 +35,20 @@ def rss_bytes(pid: int) -> int:
     return int(fields[21]) * _PAGE if fields else 0
 
 
+def pss_bytes(pid: int) -> int:
+    """Proportional set size: pages shared with other processes (a forkserver's children
+    share its imported modules copy-on-write) count in part, so a tree's PSS adds up to the
+    memory it really holds, where its summed RSS counts shared pages once per process."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return rss_bytes(pid)
+
+
 def descendants(root: int) -> List[int]:
     children: Dict[int, List[int]] = {}
     for name in os.listdir("/proc"):
@@ -57,7 +71,7 @@ class TreeSampler:
     def __init__(self, root: Optional[int] = None, interval: float = 0.1) -> None:
         self.root = root or os.getpid()
         self.interval = interval
-        self.peak_rss_bytes = 0
+        self.peak_memory_bytes = 0
         self.peak_processes = 1
         self._cpu: Dict[int, float] = {}
         self._start_cpu: Dict[int, float] = {}
@@ -80,12 +94,12 @@ class TreeSampler:
 
     def _sample(self) -> None:
         pids = [pid for pid in self._tree() if pid != self.root]
-        rss = sum(rss_bytes(pid) for pid in pids)
+        memory = sum(pss_bytes(pid) for pid in pids)
         for pid in pids:
             seconds = cpu_seconds(pid)
             if seconds:
                 self._cpu[pid] = seconds
-        self.peak_rss_bytes = max(self.peak_rss_bytes, rss + rss_bytes(self.root))
+        self.peak_memory_bytes = max(self.peak_memory_bytes, memory + pss_bytes(self.root))
         self.peak_processes = max(self.peak_processes, 1 + len(pids))
 
     def _run(self) -> None:
