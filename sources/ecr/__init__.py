@@ -125,7 +125,8 @@ def ecr_source(
         repos = [item for item in page if "_end" not in item]
         if not repos:
             return
-        known.of("", "")  # read what is loaded once, here, before threads or processes start
+        # what this page's repositories already hold, read once here (not per thread or process)
+        known.load_page((registry_of(r, r["_api"].region), r.get("repositoryName")) for r in repos)
         tasks = [_task(chunk) for chunk in _group(repos, len(repos) >= PROCESS_MIN_REPOSITORIES and workers > 1)]
         if len(tasks) > 1 and workers > 1:
             yield from _read_in_processes(tasks)
