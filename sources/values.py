@@ -102,6 +102,34 @@ def to_text(value: Any) -> Optional[str]:
     raise BadValue(f"expected text, got {type(value).__name__}")
 
 
+def to_list(value: Any) -> list:
+    """A field an API sends as a JSON array (tags, layers, platform entries).
+
+    Iterating the field directly would split a string into one item per character (`"latest"`
+    becoming seven tags) and walk a mapping's keys; such a value is refused instead, so the
+    caller can record the problem, skip the field and load the rest of the record.
+
+    Args:
+        value: The field's value as decoded from JSON.
+
+    Returns:
+        The list (a tuple as a list); [] for a missing value.
+
+    Raises:
+        BadValue: The value is a string, an object, a number or a boolean.
+    """
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, tuple):
+        return list(value)
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    raise BadValue(f"expected a list, got {type(value).__name__} {shown}")
+
+
 def as_list(value: Any) -> list:
     """A setting that may be one value, a comma-separated string, a JSON list or a list."""
     if value is None or value == "":

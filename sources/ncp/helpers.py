@@ -41,7 +41,7 @@ from ..model import (
     tag_row,
 )
 from ..state import RepositoryStamps
-from ..values import BadValue, to_int, to_time, snake_case
+from ..values import BadValue, snake_case, to_int, to_list, to_time
 from .settings import (
     AUTH_HINT,
     DEFAULT_PAGE_SIZE,
@@ -433,7 +433,8 @@ class TagMapper:
             )
             return
         convert = Converter(self.rows, self.registry, self.repository, LIST_TAGS, f"{name} {digest}")
-        entries = [entry for entry in (tag.get("images") or []) if isinstance(entry, dict)]
+        # a string or an object where the list belongs is reported and read as no entries
+        entries = [entry for entry in (convert(tag, "images", to_list) or []) if isinstance(entry, dict)]
         self.tag_count += 1
         self.rows.add(TAGS, tag_row(PROVIDER, self.registry, self.repository, name, digest))
         full_size = convert(tag, "full_size", to_int)

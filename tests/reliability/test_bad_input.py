@@ -21,7 +21,7 @@ from pipelines.cli import _root_cause
 from sources.errors import BadResponseError
 from tests.reliability.cases import available
 from tests.reliability.support import FIGURES, load, serving
-from tests.support import expected_children, expected_images, expected_layers, expected_tags, loaded_children, loaded_images, loaded_layers, current_tags, query
+from tests.support import expected_children, expected_images, expected_layers, expected_tags, loaded_children, loaded_images, loaded_layers, current_tags, query, truncate_us
 
 AVAILABLE = {case.provider: case for case in available()}
 
@@ -505,10 +505,18 @@ def ya_check_no_digest(ctx, repo, img):
 
 
 def ya_check_tags_string(ctx, repo, img):
-    # a tag list sent as one string must not become one tag per character
-    tags = {t for (t,) in query(ctx["pipeline"], "SELECT tag FROM tags WHERE digest = %s AND valid_to IS NULL", img.digest)}
-    assert all(len(t) > 1 for t in tags), tags
-    assert image(ctx, img.digest)["size_bytes"] is not None
+    # a tag list sent as one string is reported and skipped, not split into one tag per
+    # character; the rest of the record (size, time, layers) and the repository's other tags load
+    from emulators.yandex import YandexEmulator
+
+    assert query(ctx["pipeline"], "SELECT tag FROM tags WHERE digest = %s", img.digest) == []
+    row = image(ctx, img.digest)
+    assert (row["size_bytes"], row["created_at"]) == (YandexEmulator.compressed_size(img), truncate_us(img.created_ns))
+    assert [l[1:] for l in layers(ctx, img.digest)] == [(l.digest, l.size) for l in img.layers]
+    lost = {img.digest, ctx["targets"]["ya_record_without_digest"][1].digest}  # that record's tags go too
+    want = {k: d for k, d in ctx["expected_tags"].items() if k[1] == repo.name and d not in lost}
+    assert want and {k: d for k, d in ctx["current_tags"].items() if k[1] == repo.name} == want
+    expect_problem(ctx, "Image.list", f"{img.digest} tags", "tags: expected a list", "'latest'", "skipped")
 
 
 def ya_check_new_field(ctx, repo, img):
@@ -550,10 +558,7 @@ FATAL: Dict[str, Dict[str, Any]] = {"ecr": ECR_FATAL, "yandex": YANDEX_FATAL}
 INVENTORIES = {"ecr": ecr_inventory, "yandex": yandex_inventory}
 
 # bugs found by the corpus in code this suite does not own (see docs/reliability.md)
-KNOWN_BUGS = {
-    "ya_tags_not_a_list": "sources/yandex/helpers.py iterates `record.get('tags') or []`: a string "
-                          "becomes one tag per character; it should report a problem and skip it",
-}
+KNOWN_BUGS: Dict[str, str] = {}
 NONFATAL_PARAMS = [
     pytest.param(p, bad, id=f"{p}-{bad.name}",
                  marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[bad.name])] if bad.name in KNOWN_BUGS else [])
