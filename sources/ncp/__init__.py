@@ -20,8 +20,9 @@ from dlt.sources import DltResource
 from ..concurrency import map_bounded
 from ..errors import ConfigError, register_secret
 from ..model import TAGS, Rows, emit, scope_marker
+from ..state import RepositoryStamps
 from ..values import as_list
-from .helpers import NCP_REGISTRIES, ImageStamps, NcpApi, TagMapper, registry_endpoint, registry_row, repository_rows
+from .helpers import NCP_REGISTRIES, NcpApi, TagMapper, registry_endpoint, registry_row, repository_rows
 from .settings import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, DEFAULT_PAGE_SIZE, PROVIDER, REGION_PREFIXES
 
 
@@ -69,7 +70,7 @@ def ncp_source(
     counter = request_counter if request_counter is not None else Counter()
     api = NcpApi(access_key, secret_key, region, base_url or DEFAULT_BASE_URL, int(page_size), counter)
     configured = as_list(registries)
-    stamps = ImageStamps(full_refresh)
+    stamps = RepositoryStamps(full_refresh)
 
     @dlt.resource(name="registry_list", selected=False)
     def registry_list() -> Iterator[List[Dict[str, Any]]]:
@@ -98,7 +99,7 @@ def ncp_source(
     return registry_list, ncp_inventory
 
 
-def _load_registry(api: NcpApi, doc: Dict[str, Any], stamps: ImageStamps, concurrency: int) -> Iterator[Any]:
+def _load_registry(api: NcpApi, doc: Dict[str, Any], stamps: RepositoryStamps, concurrency: int) -> Iterator[Any]:
     """One registry: the repository listing (every page), tags of changed repositories, and
     the scope markers that let the tag history close only what was read."""
     name = doc["name"]
@@ -145,7 +146,7 @@ def _load_registry(api: NcpApi, doc: Dict[str, Any], stamps: ImageStamps, concur
         stamps.forget(registry, repository)
 
 
-def _close_vanished_registries(stamps: ImageStamps, seen: set) -> Iterator[Any]:
+def _close_vanished_registries(stamps: RepositoryStamps, seen: set) -> Iterator[Any]:
     """A registry an earlier load read that the region no longer lists: close its tag history."""
     for registry in sorted(stamps.registries() - seen):
         yield emit(TAGS, [scope_marker(PROVIDER, registry)])

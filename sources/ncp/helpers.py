@@ -24,8 +24,6 @@ from urllib.parse import parse_qs, quote, urlsplit
 import requests
 from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
 
-import dlt
-
 from ..errors import AuthError, BadResponseError, NotFoundError, RegistryError, redact
 from ..http import build_client, paginate
 from ..model import (
@@ -40,7 +38,6 @@ from ..model import (
     provider_table,
     tag_row,
 )
-from ..state import RepositoryStamps
 from ..values import BadValue, snake_case, to_int, to_list, to_time
 from .settings import (
     AUTH_HINT,
@@ -258,30 +255,6 @@ class NcpApi:
         """`GET /repositories/{registry}/{imageName}/tags`, the image name URL-encoded (`/` → `%2F`)."""
         path = f"repositories/{quote(registry, safe='')}/{quote(image, safe='')}/tags"
         yield from self._pages(path, LIST_TAGS, registry)
-
-
-# ---- incremental: per-repository stamps
-
-
-class ImageStamps(RepositoryStamps):
-    """`RepositoryStamps` that can also say which repositories an earlier load saw, so a
-    repository that vanished since can have its tag history closed."""
-
-    def _stamps(self) -> Dict[str, str]:
-        return dlt.current.resource_state().setdefault("stamps", {})
-
-    def repositories_of(self, registry: str) -> Set[str]:
-        with self._lock:
-            prefix = self._key(registry, "")
-            return {key[len(prefix):] for key in self._stamps() if key.startswith(prefix)}
-
-    def registries(self) -> Set[str]:
-        with self._lock:
-            return {key.split("\x1f", 1)[0] for key in self._stamps()}
-
-    def forget(self, registry: str, repository: str) -> None:
-        with self._lock:
-            self._stamps().pop(self._key(registry, repository), None)
 
 
 # ---- mapping
