@@ -390,10 +390,16 @@ _ENTRY_FIELDS = {
 
 class TagMapper:
     """Maps the tag objects of one repository to `tags`, `ncp_tags`, `images` and
-    `images__manifests` rows, each digest once (several tags may point at one manifest)."""
+    `images__manifests` rows, each digest once (several tags may point at one manifest).
 
-    def __init__(self, registry: str, repository: str, rows: Rows) -> None:
+    Digests already in the destination (`known`) get no `images`, `images__manifests` rows
+    again: digests are immutable, and on the filesystem destination (append only) a second
+    copy would be a duplicate row (docs/destinations.md).
+    """
+
+    def __init__(self, registry: str, repository: str, rows: Rows, known: Set[str] = frozenset()) -> None:  # type: ignore[assignment]
         self.registry, self.repository, self.rows = registry, repository, rows
+        self.known = known
         self.seen: Set[str] = set()
         self.tag_count = 0
 
@@ -426,7 +432,7 @@ class TagMapper:
         }
         ncp_tag.update(_extras(tag, _TAG_FIELDS))
         self.rows.add(NCP_TAGS, ncp_tag)
-        if digest in self.seen:
+        if digest in self.seen or digest in self.known:
             return
         self.seen.add(digest)
         children = [entry for entry in entries if entry.get("digest") and entry.get("digest") != digest]
@@ -497,6 +503,6 @@ class TagMapper:
                     "size_bytes": row["size_bytes"],
                 },
             )
-            if row["digest"] not in self.seen:
+            if row["digest"] not in self.seen and row["digest"] not in self.known:
                 self.seen.add(row["digest"])
                 self.rows.add_image(row)

@@ -108,3 +108,19 @@ def test_images_that_are_not_a_list_are_reported_not_iterated():
     assert [p[:4] for p in problems] == [(REG, "team/app", "ListTags", f"v1 {SINGLE}"), (REG, "team/app", "ListTags", f"v2 {INDEX}")]
     assert problems[0][4] == "images: expected a list, got str 'linux/amd64'"
     assert problems[1][4].startswith("images: expected a list, got dict {'digest': 'sha256:bbbb")
+
+
+def test_digests_already_loaded_get_no_image_or_link_rows_again():
+    rows = Rows()
+    mapper = TagMapper(REG, "team/app", rows, known={INDEX, SINGLE})
+    mapper.add({"name": "v1", "digest": SINGLE, "full_size": 500, "images": [entry(SINGLE, "amd64", 1711928488123)]})
+    mapper.add({"name": "multi", "digest": INDEX, "full_size": 300,
+                "images": [entry(AMD, "amd64", 1711928488123), entry(ARM, "arm64", 1711928488123, variant="v8")]})
+    assert rows_of(rows, IMAGES) == [] and rows_of(rows, IMAGE_MANIFESTS) == []
+    assert {row["tag"]: row["digest"] for row in rows_of(rows, TAGS)} == {"v1": SINGLE, "multi": INDEX}
+    assert [row["tag"] for row in rows_of(rows, NCP_TAGS)] == ["v1", "multi"]
+    # a known index whose child is tagged on its own: the child is new, so it gets its row
+    rows = Rows()
+    mapper = TagMapper(REG, "team/app", rows, known={INDEX})
+    mapper.add({"name": "amd", "digest": AMD, "images": [entry(AMD, "amd64", 1711928488123)]})
+    assert [row["digest"] for row in rows_of(rows, IMAGES)] == [AMD]
