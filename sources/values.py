@@ -130,6 +130,12 @@ def to_list(value: Any) -> list:
     raise BadValue(f"expected a list, got {type(value).__name__} {shown}")
 
 
+def objects_in(items: list) -> "tuple[list, int]":
+    """The JSON objects of a list, and how many entries were something else (to report)."""
+    good = [item for item in items if isinstance(item, dict)]
+    return good, len(items) - len(good)
+
+
 def as_list(value: Any) -> list:
     """A setting that may be one value, a comma-separated string, a JSON list or a list."""
     if value is None or value == "":

@@ -38,7 +38,7 @@ from ..model import (
     provider_table,
     tag_row,
 )
-from ..values import BadValue, snake_case, to_int, to_list, to_time
+from ..values import BadValue, objects_in, snake_case, to_int, to_list, to_time
 from .settings import (
     AUTH_HINT,
     DEFAULT_PAGE_SIZE,
@@ -144,7 +144,11 @@ class NextPagePaginator(PageNumberPaginator):
 
     def update_state(self, response: requests.Response, data: Optional[List[Any]] = None) -> None:
         body = response.json()
-        following = body.get("next") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+            # dlt reads a missing `results` as an empty page and wraps a string in a list: either
+            # would end the listing early, and retire the tags it did not show
+            raise BadResponseError(self.provider, self.call, "the answer has no `results` list")
+        following = body.get("next")
         if following is None or not data:
             self._has_next_page = False
             return
@@ -229,9 +233,9 @@ class NcpApi:
                 describe=describe_gateway_error,
                 counter=lambda _: self._count(call),
             ):
-                if not isinstance(page, list):
-                    raise BadResponseError(PROVIDER, described, "the answer has no `results` list", registry=registry)
-                yield [item for item in page if isinstance(item, dict)]
+                if not isinstance(page, list) or not all(isinstance(item, dict) for item in page):
+                    raise BadResponseError(PROVIDER, described, "the answer's `results` is not a list of objects", registry=registry)
+                yield page
         except AuthError as error:
             error.hint = AUTH_HINT
             raise
@@ -412,8 +416,12 @@ class TagMapper:
             )
             return
         convert = Converter(self.rows, self.registry, self.repository, LIST_TAGS, f"{name} {digest}")
-        # a string or an object where the list belongs is reported and read as no entries
-        entries = [entry for entry in (convert(tag, "images", to_list) or []) if isinstance(entry, dict)]
+        # a string or an object where the list belongs, or an entry that is not an object, is
+        # reported and skipped
+        entries, skipped = objects_in(convert(tag, "images", to_list) or [])
+        if skipped:
+            self.rows.problem(PROVIDER, self.registry, self.repository, LIST_TAGS, f"{name} {digest}",
+                              f"images: {skipped} of {skipped + len(entries)} entries are not objects; skipped")
         self.tag_count += 1
         self.rows.add(TAGS, tag_row(PROVIDER, self.registry, self.repository, name, digest))
         full_size = convert(tag, "full_size", to_int)

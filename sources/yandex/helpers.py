@@ -21,7 +21,7 @@ from urllib.parse import quote
 import pyarrow as pa
 from dlt.sources.helpers.rest_client import RESTClient
 
-from ..errors import NotFoundError
+from ..errors import BadResponseError, NotFoundError
 from ..http import GuardedCursorPaginator, build_client, get_json, paginate
 from ..model import (
     IMAGE_LAYERS,
@@ -34,7 +34,7 @@ from ..model import (
     scope_marker,
     tag_row,
 )
-from ..values import BadValue, snake_case, to_int, to_list, to_text, to_time
+from ..values import BadValue, objects_in, snake_case, to_int, to_list, to_text, to_time
 from .auth import BearerAuth, describe_status
 from .settings import PAGE_SIZE, PROVIDER, PULL_HOST
 
@@ -114,7 +114,11 @@ class YandexApi:
             describe=describe_status,
             counter=self._count,
         ):
-            yield [item for item in page if isinstance(item, dict)]
+            # dlt wraps a string where the list belongs in a list: `"images": "all"` would read as
+            # an empty page and retire the tags it did not show
+            if not all(isinstance(item, dict) for item in page):
+                raise BadResponseError(PROVIDER, call, f"the answer's `{selector}` is not a list of objects", registry=registry)
+            yield page
 
     def registries(self, folder_id: str) -> Iterator[List[Dict[str, Any]]]:
         return self._pages("registries", {"folderId": folder_id}, "registries", f"Registry.list (folder {folder_id})", None)
@@ -232,7 +236,10 @@ class UnitMapper:
         self._seen.add((repository, digest))
         created_at = _time(record.get("createdAt"), self.rows, self.registry, repository, "Image.list", f"{digest} createdAt")
         config = record.get("config") if isinstance(record.get("config"), dict) else None
-        layers = [layer for layer in self._list(record, "layers", repository, digest) if isinstance(layer, dict)]
+        layers, skipped = objects_in(self._list(record, "layers", repository, digest))
+        if skipped:
+            self.rows.problem(PROVIDER, self.registry, repository, "Image.list", f"{digest} layers",
+                              f"layers: {skipped} of {skipped + len(layers)} entries are not objects; skipped")
         blobs = [(b.get("digest"), _int(b.get("size"), self.rows, self.registry, repository, f"{digest} blob size")) for b in ([config] if config else []) + layers]
         self.totals.setdefault(repository, RepositoryTotals()).add(created_at, blobs)
         for tag in self._list(record, "tags", repository, digest):

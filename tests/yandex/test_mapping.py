@@ -199,3 +199,12 @@ def test_tag_entries_that_are_objects_or_empty_are_reported_the_others_load():
     assert sorted(row["tag"] for row in rows[TAGS.name] if row["tag"]) == ["7", "latest"]
     reasons = sorted(p["reason"] for p in rows[LOAD_PROBLEMS.name])
     assert reasons == ["tags: an empty tag name; skipped", "tags: expected text, got dict; skipped"]
+
+
+def test_layer_entries_that_are_not_objects_are_reported_the_others_load():
+    doc = record()
+    doc["layers"] = [doc["layers"][0], "sha256:" + "9" * 64]
+    rows = mapped([doc])
+    assert [row["digest"] for row in rows[IMAGE_LAYERS.name]] == ["sha256:" + "1" * 64]
+    [problem] = rows[LOAD_PROBLEMS.name]
+    assert (problem["object"], problem["reason"]) == (f"{DIGEST} layers", "layers: 1 of 2 entries are not objects; skipped")
