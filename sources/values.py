@@ -137,7 +137,11 @@ def objects_in(items: list) -> "tuple[list, int]":
 
 
 def as_list(value: Any) -> list:
-    """A setting that may be one value, a comma-separated string, a JSON list or a list."""
+    """A setting that may be one value, a comma-separated string, a JSON list or a list.
+
+    Entries are stripped and blank ones dropped; a string that starts with `[` but is not JSON
+    is read as comma-separated.
+    """
     if value is None or value == "":
         return []
     if isinstance(value, str):
@@ -145,10 +149,15 @@ def as_list(value: Any) -> list:
         if text.startswith("["):
             import json
 
-            return [str(v) for v in json.loads(text)]
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, list):
+                return [str(v).strip() for v in parsed if str(v).strip()]
         return [part.strip() for part in text.split(",") if part.strip()]
     if isinstance(value, (list, tuple, set)):
-        return [str(v) for v in value]
+        return [str(v).strip() for v in value if str(v).strip()]
     return [str(value)]
 
 

@@ -34,7 +34,7 @@ from ..model import (
     scope_marker,
     tag_row,
 )
-from ..values import BadValue, objects_in, snake_case, to_int, to_list, to_text, to_time
+from ..values import BadValue, as_list, objects_in, snake_case, to_int, to_list, to_text, to_time
 from .auth import BearerAuth, describe_status
 from .settings import PAGE_SIZE, PROVIDER, PULL_HOST
 
@@ -459,23 +459,6 @@ def loaded_registries(folders: List[str]) -> Set[str]:
         log.debug("no loaded yandex registries: %s", exc)
         return set()
     return {registry_id for (registry_id,) in rows or ()}
-
-
-def as_list(value: Any) -> List[str]:
-    """A setting given as one value, a comma-separated string, a JSON list or a list."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                return [str(v).strip() for v in json.loads(text) if str(v).strip()]
-            except ValueError:
-                pass
-        return [part.strip() for part in text.split(",") if part.strip()]
-    if isinstance(value, (list, tuple, set)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [str(value)]
 
 
 __all__ = [

@@ -166,6 +166,7 @@ def test_names_and_settings():
     assert as_list('["b1g1", "b1g2"]') == ["b1g1", "b1g2"]
     assert as_list("b1g1, b1g2") == ["b1g1", "b1g2"]
     assert as_list(["b1g1"]) == ["b1g1"] and as_list(None) == []
+    assert as_list("[b1g1, b1g2") == ["[b1g1", "b1g2"] and as_list([" b1g1 ", ""]) == ["b1g1"]  # not JSON; blanks
 
 
 def test_select_units():
