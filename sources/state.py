@@ -38,7 +38,7 @@ class KnownImages:
     def load_page(self, repositories: Iterable[RepoKey]) -> None:
         """Hold the digests of these repositories only (one page of a listing), instead of
         the whole provider's: memory bounded by a page, not by the registry."""
-        wanted = sorted(set(repositories))
+        wanted = sorted({(r, n) for r, n in repositories if isinstance(r, str) and isinstance(n, str)})
         with self._lock:
             self._known = self._load(wanted) if wanted else {}
 
