@@ -12,6 +12,8 @@ import logging
 import logging.handlers
 import multiprocessing
 import os
+import threading
+import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar
@@ -53,6 +55,9 @@ def map_bounded(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Itera
 # the parent, whose handlers (redaction included) write them.
 
 
+PARENT_CHECK_SECONDS = 1.0
+
+
 class _Relay(logging.Handler):
     """Hands a worker's log record to the parent's logger of the same name."""
 
@@ -63,9 +68,33 @@ class _Relay(logging.Handler):
         return True
 
 
-def _start_worker(environ: Dict[str, str], queue: Any, level: int, secrets: Sequence[str], initializer: Optional[Callable[..., None]], initargs: Tuple[Any, ...]) -> None:
+def _parent_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # killed but not yet reaped: as good as gone
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _exit_with_parent(pid: int) -> None:
+    """A worker blocks on its task queue forever if the loading process dies (SIGKILL, OOM):
+    nothing closes the queue. Watch that process and leave with it."""
+    while True:
+        time.sleep(PARENT_CHECK_SECONDS)
+        if not _parent_alive(pid):
+            os._exit(1)
+
+
+def _start_worker(parent: int, environ: Dict[str, str], queue: Any, level: int, secrets: Sequence[str], initializer: Optional[Callable[..., None]], initargs: Tuple[Any, ...]) -> None:
     from .errors import register_secret
 
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
     os.environ.clear()
     os.environ.update(environ)
     root = logging.getLogger()
@@ -107,7 +136,7 @@ def map_in_processes(
             max_workers=processes,
             mp_context=context,
             initializer=_start_worker,
-            initargs=(dict(os.environ), queue, level, registered_secrets(), initializer, initargs),
+            initargs=(os.getpid(), dict(os.environ), queue, level, registered_secrets(), initializer, initargs),
         ) as pool:
             pending: Deque[Future] = deque()
             try:

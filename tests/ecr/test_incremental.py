@@ -154,3 +154,59 @@ def test_a_replaced_destination_is_loaded_in_full_even_though_state_remembers(tm
     os.remove(tmp_path / "registry_etl.duckdb")
     load(pipeline)
     assert_matches_inventory(pipeline, inventory)
+
+
+def _alive() -> dict:
+    """pid -> parent pid of every live (not zombie) process."""
+    found = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                found[int(name)] = int(fields[1])
+    return found
+
+
+def _descendants(root: int) -> list:
+    parents = _alive()
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        for child in [c for c, parent in parents.items() if parent == pid]:
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def test_worker_processes_leave_with_a_killed_load(tmp_path, ecr_env):
+    """SIGKILL of the loading process must not leave its workers (and the forkserver) behind,
+    blocked on their task queue forever. 70 repositories: worker processes from 64 a page."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    inventory = Inventory(seed=36, registries=("us-east-1",), repositories=70, images=280)
+    emulator = ecr_env(inventory)
+    hold = emulator.hold("DescribeImages", nth=3)  # a worker is in the middle of a call
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "load", "ecr", "--quiet", "--duckdb", str(tmp_path / "x.duckdb"),
+         "--pipelines-dir", str(tmp_path / "pipelines")],
+        env={**os.environ, "SOURCES__ECR__PROCESSES": "2"},
+    )
+    try:
+        assert hold.reached.wait(120)
+        workers = _descendants(process.pid)
+        assert len(workers) >= 3  # the forkserver and its two workers
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finally:
+        emulator.clear_hooks()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and set(workers) & set(_alive()):
+        time.sleep(0.2)
+    assert not set(workers) & set(_alive())
