@@ -12,6 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 
+def _yandex_registries() -> Tuple[str, ...]:
+    """Two Yandex-looking registry ids (`crp…`): the demo puts them in two folders."""
+    from emulators.yandex import registry_ids
+
+    return registry_ids(2, seed="bench")
+
+
 @dataclass(frozen=True)
 class BenchSource:
     name: str  # the provider name in pipelines.catalog
@@ -31,8 +38,21 @@ BENCH_SOURCES: Dict[str, BenchSource] = {
             baseline="benchmarks.baselines.ecr:run",
             detail_operations=("DescribeImages", "BatchGetImage"),
         ),
-        # no naive baseline written for these yet: full, no-op and changed loads only
-        BenchSource("ncp", registries=("bench-apps",), baseline=None),
-        BenchSource("swr", registries=("bench-team",), baseline=None),
+        BenchSource(
+            "ncp",
+            registries=("bench-apps",),
+            baseline="benchmarks.baselines.ncp:run",
+            # per repository, read only for repositories whose `last_updated` moved
+            detail_operations=("ListTags",),
+        ),
+        BenchSource(
+            "swr",
+            registries=("bench-team",),
+            baseline="benchmarks.baselines.swr:run",
+            # per repository, read only for repositories whose `updated_at` moved
+            detail_operations=("list_tags",),
+        ),
+        # Image.list returns whole images: a Yandex load makes listing calls only
+        BenchSource("yandex", registries=_yandex_registries(), baseline="benchmarks.baselines.yandex:run"),
     )
 }
