@@ -27,6 +27,10 @@ class BenchSource:
     # calls made once per image or per batch of images: a no-op rerun must make none
     detail_operations: Tuple[str, ...] = ()
     source_options: Dict[str, Any] = field(default_factory=dict)
+    # "module:function" (inventory=, faults=) -> (emulator, env) instead of the catalog's start_demo
+    starter: Optional[str] = None
+    # the most images its emulator is given (a larger --images is scaled down, repositories too)
+    max_images: Optional[int] = None
 
 
 BENCH_SOURCES: Dict[str, BenchSource] = {
@@ -54,5 +58,15 @@ BENCH_SOURCES: Dict[str, BenchSource] = {
         ),
         # Image.list returns whole images: a Yandex load makes listing calls only
         BenchSource("yandex", registries=_yandex_registries(), baseline="benchmarks.baselines.yandex:run"),
+        # a real docker-registry (CNCF distribution) with the inventory pushed into it: ~30
+        # pushes/s here, so 2,000 images take about a minute to set up (200,000 would take 2 h)
+        BenchSource(
+            "oci",
+            registries=("bench-oci",),
+            baseline="benchmarks.baselines.oci:run",
+            detail_operations=("get_manifest", "get_blob"),
+            starter="benchmarks.oci_registry:start",
+            max_images=2_000,
+        ),
     )
 }
