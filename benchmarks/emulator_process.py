@@ -70,6 +70,7 @@ def _serve(provider_name: str, spec: InventorySpec, faults: Dict[str, Any], conn
     from .sources import BENCH_SOURCES
 
     source = BENCH_SOURCES.get(provider_name)
+    share = 1.0
     if source is not None and source.max_images and spec.images > source.max_images:
         # a source whose emulator cannot hold the asked size in reasonable time (OCI: real pushes)
         share = source.max_images / spec.images
@@ -80,6 +81,8 @@ def _serve(provider_name: str, spec: InventorySpec, faults: Dict[str, Any], conn
         module, _, attr = source.starter.partition(":")
         start = getattr(importlib.import_module(module), attr)
         emulator, env = start(inventory=inventory, faults=Faults(**faults))
+        if share < 1.0:
+            emulator.push_scale = share  # "push 1% of --images" stays 1% of the capped inventory
     else:
         emulator, env = PROVIDERS[provider_name].start_demo_emulator(inventory=inventory, faults=Faults(**faults))
     conn.send({"url": emulator.url, "env": env, "counts": inventory.counts()})

@@ -21,7 +21,13 @@ log = logging.getLogger("registry_etl.bench")
 
 
 class BenchRegistry(CountingProxy):
-    """A counting proxy that owns its registry process and applies mutations to it."""
+    """A counting proxy that owns its registry process and applies mutations to it.
+
+    `push_scale`: the benchmark asks for 1% of `--images` new images; with the inventory capped,
+    the emulator process sets this to the cap's share so that 1% stays 1% of what was pushed.
+    """
+
+    push_scale = 1.0
 
     def __init__(self, process: RegistryProcess, data: RegistryData, faults: Optional[Faults] = None) -> None:
         super().__init__(process.url, faults)
@@ -36,7 +42,8 @@ class BenchRegistry(CountingProxy):
         if unknown:
             raise ValueError(f"the OCI benchmark registry cannot {', '.join(sorted(unknown))}")
         moved = self.data.move_tags(self.pusher, int(changes.get("move_tags", 0)))
-        pushed = self.data.push_images(self.pusher, int(changes.get("push_images", 0)))
+        asked = int(changes.get("push_images", 0))
+        pushed = self.data.push_images(self.pusher, max(1, round(asked * self.push_scale)) if asked else 0)
         return {"move_tags": len(moved), "push_images": len(pushed)}
 
     def stop(self) -> None:
