@@ -1,5 +1,5 @@
 """Each naive benchmark baseline loads exactly its emulator's inventory, so the baselines (which
-share nothing with the sources' load path) cannot silently rot: a baseline that lost a page,
+share only their auth classes with the sources) cannot silently rot: a baseline that lost a page,
 a repository or a tag would make every ratio in the benchmark a lie."""
 
 from __future__ import annotations
