@@ -24,7 +24,8 @@ class BenchSource:
     name: str  # the provider name in pipelines.catalog
     registries: Tuple[str, ...]  # inventory registry names (ECR: regions)
     baseline: Optional[str]  # "module:function" of the naive baseline; None: our phases only
-    # calls made once per image or per batch of images: a no-op rerun must make none
+    # calls a no-op rerun must not make: per image (or batch of images), or per repository
+    # for sources that skip unchanged repositories (NCP, SWR)
     detail_operations: Tuple[str, ...] = ()
     source_options: Dict[str, Any] = field(default_factory=dict)
     # "module:function" (inventory=, faults=) -> (emulator, env) instead of the catalog's start_demo
