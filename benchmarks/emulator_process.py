@@ -6,6 +6,7 @@ The inventory is generated once per (seed, size, registries) and cached as a pic
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import multiprocessing
@@ -13,7 +14,7 @@ import os
 import pickle
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, Optional, Tuple
 
 log = logging.getLogger("registry_etl.bench")
@@ -66,8 +67,24 @@ def _serve(provider_name: str, spec: InventorySpec, faults: Dict[str, Any], conn
     from emulators.base import Faults
     from pipelines.catalog import PROVIDERS
 
+    from .sources import BENCH_SOURCES
+
+    source = BENCH_SOURCES.get(provider_name)
+    share = 1.0
+    if source is not None and source.max_images and spec.images > source.max_images:
+        # a source whose emulator cannot hold the asked size in reasonable time (OCI: real pushes)
+        share = source.max_images / spec.images
+        spec = replace(spec, images=source.max_images, repositories=max(1, round(spec.repositories * share)))
+        log.warning("%s: inventory capped at %d images in %d repositories", provider_name, spec.images, spec.repositories)
     inventory = build_inventory(spec)
-    emulator, env = PROVIDERS[provider_name].start_demo_emulator(inventory=inventory, faults=Faults(**faults))
+    if source is not None and source.starter:
+        module, _, attr = source.starter.partition(":")
+        start = getattr(importlib.import_module(module), attr)
+        emulator, env = start(inventory=inventory, faults=Faults(**faults))
+        if share < 1.0:
+            emulator.push_scale = share  # "push 1% of --images" stays 1% of the capped inventory
+    else:
+        emulator, env = PROVIDERS[provider_name].start_demo_emulator(inventory=inventory, faults=Faults(**faults))
     conn.send({"url": emulator.url, "env": env, "counts": inventory.counts()})
     try:
         conn.recv()  # any message (or the parent's end) stops the emulator

@@ -302,6 +302,9 @@ class Emulator:
 def _make_handler(emulator: Emulator):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # headers and body go out in two writes: with Nagle on, a keep-alive client's delayed
+        # ACK holds the body back ~40 ms on every call (measured: 45 ms -> 5 ms per NCP call)
+        disable_nagle_algorithm = True
 
         def log_message(self, fmt: str, *args: Any) -> None:  # quiet: tests read counters instead
             log.debug("%s %s", emulator.name, fmt % args)

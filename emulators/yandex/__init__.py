@@ -71,14 +71,27 @@ def start_demo(
     seed: int = 7,
     faults: Optional[Faults] = None,
     port: int = 0,
+    inventory: Optional[Inventory] = None,
     **_: Any,
 ) -> Tuple[YandexEmulator, Dict[str, str]]:
-    """Start the emulator with a demo inventory; returns it and the env vars for the source."""
-    ids = registry_ids(registries)
+    """Start the emulator with a demo inventory; returns it and the env vars for the source.
+
+    Args:
+        registries: Registries of the generated demo inventory (ignored with `inventory`).
+        repositories: Repositories of the demo inventory (ignored with `inventory`).
+        images: Images of the demo inventory (ignored with `inventory`).
+        seed: Seed of the demo inventory (ignored with `inventory`).
+        faults: Faults to inject.
+        port: Port to listen on (0: any free one).
+        inventory: A generated inventory to serve instead of the demo one; its registry names
+            are the registry ids (`registry_ids(n)` makes Yandex-looking ones).
+    """
+    if inventory is None:
+        inventory = Inventory(seed=seed, registries=registry_ids(registries), repositories=repositories, images=images)
+    ids = tuple(inventory.registries)
     folders = folder_ids(2)
     # the first registry in one folder, the others in the second: a run covers several folders
     folder_of = {registry_id: folders[0 if i == 0 else 1] for i, registry_id in enumerate(ids)}
-    inventory = Inventory(seed=seed, registries=ids, repositories=repositories, images=images)
     emulator = YandexEmulator(inventory, folders=folder_of, faults=faults)
     key, public_pem = make_authorized_key()
     emulator.register_service_account_key(key["id"], key["service_account_id"], public_pem)
