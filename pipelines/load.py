@@ -58,6 +58,8 @@ class LoadSummary:
     destination: Optional[str] = None
     dataset: Optional[str] = None
     full_refresh: bool = False
+    # what this run did with packages an interrupted run left behind ("finished …", "discarded …")
+    recovered: List[str] = field(default_factory=list)
 
     @property
     def problems(self) -> int:
@@ -76,6 +78,8 @@ class LoadSummary:
             out.append(f"  requests: {calls}; retries: {self.retries}")
         if self.problems:
             out.append(f"  {self.problems} record(s) loaded only in part: see the load_problems table")
+        for note in self.recovered:
+            out.append(f"  recovered: {note}")
         if self.error:
             out.append(f"  error: {self.error}")
         return out
@@ -97,6 +101,7 @@ class LoadSummary:
             "retries": self.retries,
             "error": self.error,
             "full_refresh": self.full_refresh,
+            "recovered": self.recovered,
         }
 
 
@@ -195,6 +200,9 @@ def run_load(
                 return sources
 
             files = is_file_destination(pipeline)
+            # what an interrupted run left pending is settled first, so that this run still
+            # extracts anew (dlt's run() would load the pending package and stop there)
+            summary.recovered = settle_pending(pipeline)
             if full_refresh:
                 _drop_sources(pipeline, make_sources())
             # on files every table is an append log: each row must say which run wrote it
@@ -223,6 +231,52 @@ def run_load(
 
             record(pipeline, summary)
     return summary
+
+
+def settle_pending(pipeline: dlt.Pipeline) -> List[str]:
+    """Finish or discard the load packages an interrupted run left in the pipeline's folder.
+
+    A run killed after its package was committed leaves it pending; dlt's `run()` would load
+    that package and return without extracting. Here:
+
+    - A package whose loading never started, or whose jobs all have a recorded outcome, is
+      finished (normalised if needed, then loaded): dlt resumes it exactly (jobs done are not
+      run again, a job committed but not yet moved is replayed from its recorded outcome).
+    - A package with an *interrupted* job (started, no recorded outcome) is discarded on SQL
+      destinations: the job may have committed its rows before the kill, and dlt would run it
+      again: the rows twice in the scd2 staging table (duplicate open tag rows) or in an append
+      table. `abort_packages()` marks the package aborted (no `_dlt_loads` row, so its state
+      row never counts) and rewinds the local state and schemas to where the package started,
+      so the next extract reads everything the discarded package held. What its committed jobs
+      already wrote stays and converges: merge tables are upserts by key, the scd2 merge of an
+      unchanged tag is a no-op, a problem row is one more (honest) record of a run that saw it.
+    - On the filesystem destination a job that runs again rewrites the same file
+      (`<table>/<load_id>.<file_id>`), so the package is finished there too.
+
+    Returns one line per package handled (the summary's `recovered`), empty when none was pending.
+    """
+    plan = pipeline.abort_packages(dry_run=True)
+    if plan is None:
+        return []
+    package = plan["package_to_abort"]
+    interrupted = list(package["interrupted_jobs"]) if package else []
+    if interrupted and not is_file_destination(pipeline):
+        load_id = package["load_id"]  # type: ignore[index]
+        jobs = ", ".join(sorted(os.path.basename(job) for job in interrupted))
+        log.warning(
+            "load %s was interrupted while loading (job(s) %s may have written already): discarding it "
+            "and extracting anew, so no row is loaded twice", load_id, jobs,
+        )
+        pipeline.abort_packages()
+        dropped = [lid for lid in plan["packages_to_delete"] + plan["extracted_packages_to_delete"] if lid != load_id]
+        return [f"discarded load {lid}, left by an interrupted run" for lid in [load_id, *sorted(set(dropped))]]
+    pending = sorted(set(pipeline.list_extracted_load_packages()) | set(pipeline.list_normalized_load_packages()))
+    log.warning("finishing load(s) %s left pending by an interrupted run, then extracting anew", ", ".join(pending))
+    if pipeline.list_extracted_load_packages():
+        pipeline.normalize()
+    if pipeline.list_normalized_load_packages():
+        pipeline.load()
+    return [f"finished load {load_id}, left pending by an interrupted run" for load_id in pending]
 
 
 def _drop_sources(pipeline: dlt.Pipeline, sources: List[Any]) -> None:
