@@ -64,6 +64,19 @@ def later_changes(inventory):
     inventory.push_images(3)
 
 
+def stamp_changes(emulator, inventory):
+    """A registry stamps a change when it is made; the SWR emulator stamps it when it next
+    answers about it (a repository's `updated_at`, a moved tag's `updated`), so a change the
+    killed run never asked about would get a later stamp than in the clean history. Ask now,
+    right after each change, in both histories (emulators without such stamps: nothing to do)."""
+    for repo in inventory.repositories():
+        if hasattr(emulator, "repository_updated_ns"):
+            emulator.repository_updated_ns(repo)
+        if hasattr(emulator, "tag_updated_ns"):
+            for tag in sorted(repo.tags):
+                emulator.tag_updated_ns(repo, tag)
+
+
 def points_for(case: SourceCase):
     """The kill points a source's harness supports: all of them, mid-extract only where the
     emulator has a detail call to hold."""
@@ -76,11 +89,13 @@ def reference(tmp_path_factory, case):
     if case.provider not in _reference:
         tmp = tmp_path_factory.mktemp(f"reference-{case.provider}")
         inventory = case.inventory(seed=31, repositories=4, images=30)
-        with serving(case, inventory):
+        with serving(case, inventory) as (emulator, _):
             load(tmp, case)
             first_changes(inventory)
+            stamp_changes(emulator, inventory)
             load(tmp, case)
             later_changes(inventory)
+            stamp_changes(emulator, inventory)
             load(tmp, case)
         _reference[case.provider] = snapshot(str(tmp / DB), case.volatile)
     return _reference[case.provider]
@@ -161,8 +176,10 @@ def test_kill_then_rerun_gives_the_clean_data(tmp_path, tmp_path_factory, case, 
     with serving(case, inventory) as (emulator, env):
         load(tmp_path, case)  # the first load: the history the crash must not damage
         first_changes(inventory)
+        stamp_changes(emulator, inventory)
         kill_at(point, case, emulator, env, tmp_path)
         later_changes(inventory)
+        stamp_changes(emulator, inventory)
         # one ordinary rerun, as the next scheduled run
         rerun = cli("load", case.provider, "--quiet", "--duckdb", str(tmp_path / DB),
                     "--pipelines-dir", str(tmp_path / "pipelines"), env=env)
