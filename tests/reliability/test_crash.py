@@ -26,6 +26,7 @@ from collections import Counter
 import duckdb
 import pytest
 
+from pipelines.exits import EXIT_PARTIAL
 from tests.reliability.cases import CASES as ALL_CASES
 from tests.reliability.cases import SourceCase, available
 from tests.reliability.support import FIGURES, ROOT, cli, cli_env, diff, duplicates, load, serving, snapshot
@@ -113,10 +114,10 @@ def wait_for(predicate, proc, what, timeout=90.0):
         time.sleep(0.02)
 
 
-def kill_at(point, case, emulator, env, tmp_path):
-    """Start a CLI load and SIGKILL it at `point`."""
+def kill_at(point, case, emulator, env, tmp_path, **hook):
+    """Start a CLI load and SIGKILL it at `point` (`hook`: more RELIABILITY_* settings)."""
     marker = tmp_path / "paused"
-    run_env = dict(env, RELIABILITY_PAUSE_FILE=str(marker))
+    run_env = dict(env, RELIABILITY_PAUSE_FILE=str(marker), **hook)
     hold = None
     if point == "extract_http":
         # some repositories' details are read, the client waits on the next one
@@ -214,4 +215,64 @@ def test_kill_then_rerun_gives_the_clean_data(tmp_path, tmp_path_factory, case, 
         assert len(loads) == 3, loads  # first load, the killed run's package, the rerun's
     else:
         assert len(loads) == 2, loads  # the killed run left nothing, or its package was discarded
+    FIGURES["killed runs recovered exactly by one rerun"] += 1
+
+
+def reference_with(case, tmp, install):
+    """Like `reference`, with `install(emulator, inventory)` bending the answers of every run."""
+    inventory = case.inventory(seed=31, repositories=4, images=30)
+    with serving(case, inventory) as (emulator, _):
+        install(emulator, inventory)
+        load(tmp, case)
+        first_changes(inventory)
+        stamp_changes(emulator, inventory)
+        load(tmp, case)
+        later_changes(inventory)
+        stamp_changes(emulator, inventory)
+        load(tmp, case)
+    return snapshot(str(tmp / DB), case.volatile)
+
+
+def unreadable_repository_time(emulator, inventory):
+    """Every DescribeRepositories answer gives one repository a time ECR never sends: each run
+    loads that repository without it and appends one `load_problems` row."""
+    name = sorted(repo.name for repo in inventory.repositories())[0]
+
+    def edit(request, response):
+        for entry in (response.body or {}).get("repositories", []):
+            if entry.get("repositoryName") == name:
+                entry["createdAt"] = "last week"
+
+    emulator.corrupt("DescribeRepositories", edit)
+
+
+@pytest.mark.skipif("ecr" not in {c.provider for c in CASES}, reason="the ECR source is not in the catalog")
+def test_kill_after_a_problem_row_was_inserted(tmp_path, tmp_path_factory):
+    """`load_problems` is append-only, loaded straight into its table (no staging): killed after
+    its rows were inserted, before the job was marked done. The rerun discards the package (it
+    would insert the rows again), the rows inserted stay: the record of a run that saw the
+    problem, one row per run as in the clean history, none twice."""
+    case = next(c for c in CASES if c.provider == "ecr")
+    expected = reference_with(case, tmp_path_factory.mktemp("reference-problems"), unreadable_repository_time)
+    assert len(expected["load_problems"][1]) == 3  # one per run
+    inventory = case.inventory(seed=31, repositories=4, images=30)
+    with serving(case, inventory) as (emulator, env):
+        unreadable_repository_time(emulator, inventory)
+        load(tmp_path, case)
+        first_changes(inventory)
+        kill_at("load_job", case, emulator, env, tmp_path, RELIABILITY_PAUSE_TABLE="load_problems")
+        later_changes(inventory)
+        rerun = cli("load", case.provider, "--quiet", "--duckdb", str(tmp_path / DB),
+                    "--pipelines-dir", str(tmp_path / "pipelines"), env=env)
+    # exit 3: loaded, with a record loaded only in part
+    assert rerun.returncode == EXIT_PARTIAL and "recovered: discarded load " in rerun.stdout, rerun.stdout + rerun.stderr[-2000:]
+    path = str(tmp_path / DB)
+    got = snapshot(path, case.volatile)
+    got.pop(RUN_LOG, None)
+    assert diff(expected, got) == []
+    with duckdb.connect(path, read_only=True) as con:
+        rows, distinct = con.execute(
+            "SELECT count(*), count(DISTINCT (provider, registry, repository, call, object, reason, seen_at))"
+            " FROM registry.load_problems").fetchone()
+    assert rows == distinct == 3
     FIGURES["killed runs recovered exactly by one rerun"] += 1

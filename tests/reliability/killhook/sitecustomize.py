@@ -13,6 +13,7 @@ import time
 
 POINT = os.environ.get("RELIABILITY_PAUSE_AT")
 MARKER = os.environ.get("RELIABILITY_PAUSE_FILE")
+TABLE = os.environ.get("RELIABILITY_PAUSE_TABLE") or "tags"  # the copy job `load_job` stops after
 _paused = threading.Event()
 
 
@@ -64,12 +65,12 @@ def _install() -> None:
         _before(Pipeline, "normalize", POINT)
     elif POINT == "normalize_commit":  # files normalized, not yet moved to the load volume
         _before(LoadStorage, "commit_new_load_package", POINT)
-    elif POINT == "load_job":  # the tags file inserted (into staging), its job not yet marked done
+    elif POINT == "load_job":  # the TABLE file inserted (tags: into staging), its job not yet marked done
         original_copy = DuckDbCopyJob.run
 
         def copy(self):
             original_copy(self)
-            if self.load_table_name == "tags":
+            if self.load_table_name == TABLE:
                 _pause(POINT)
 
         DuckDbCopyJob.run = copy
