@@ -264,7 +264,7 @@ def test_kill_after_a_problem_row_was_inserted(tmp_path, tmp_path_factory):
         later_changes(inventory)
         rerun = cli("load", case.provider, "--quiet", "--duckdb", str(tmp_path / DB),
                     "--pipelines-dir", str(tmp_path / "pipelines"), env=env)
-    # exit 3: loaded, with a record loaded only in part
+    # EXIT_PARTIAL: loaded, with a record loaded only in part
     assert rerun.returncode == EXIT_PARTIAL and "recovered: discarded load " in rerun.stdout, rerun.stdout + rerun.stderr[-2000:]
     path = str(tmp_path / DB)
     got = snapshot(path, case.volatile)
