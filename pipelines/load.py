@@ -20,6 +20,9 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import dlt
 
+from sources.model import IMAGES
+from sources.state import REREAD_KNOWN_IMAGES
+
 from .catalog import PROVIDERS
 from .exits import EXIT_PARTIAL, classify
 from .observe import RetryCounter
@@ -209,6 +212,7 @@ def run_load(
             # (dlt leaves `_dlt_load_id` out of arrow tables unless asked; pipelines.snapshots)
             with environment({FILES_LOAD_ID_SETTING: "true"} if files else {}):
                 info = pipeline.run(make_sources(), loader_file_format="parquet" if files else None)
+            _clear_reread(pipeline)
         summary.load_id = info.loads_ids[-1] if info.loads_ids else None
         summary.rows = _row_counts(pipeline)
         if summary.problems:
@@ -268,6 +272,12 @@ def settle_pending(pipeline: dlt.Pipeline) -> List[str]:
             "and extracting anew, so no row is loaded twice", load_id, jobs,
         )
         pipeline.abort_packages()
+        if _merged(pipeline, load_id, IMAGES.name):
+            # its `images` rows are in the destination, maybe without their layers, manifests or
+            # provider rows (each table merges in its own transaction); the sources skip details
+            # of digests in `images`, so until a load lands they must not skip any
+            log.warning("load %s had merged images already: this run reads every image's details again", load_id)
+            pipeline.set_local_state_val(REREAD_KNOWN_IMAGES, True)
         dropped = [lid for lid in plan["packages_to_delete"] + plan["extracted_packages_to_delete"] if lid != load_id]
         return [f"discarded load {lid}, left by an interrupted run" for lid in [load_id, *sorted(set(dropped))]]
     pending = sorted(set(pipeline.list_extracted_load_packages()) | set(pipeline.list_normalized_load_packages()))
@@ -277,6 +287,34 @@ def settle_pending(pipeline: dlt.Pipeline) -> List[str]:
     if pipeline.list_normalized_load_packages():
         pipeline.load()
     return [f"finished load {load_id}, left pending by an interrupted run" for load_id in pending]
+
+
+def _merged(pipeline: dlt.Pipeline, load_id: str, table: str) -> bool:
+    """Whether the (aborted) package `load_id` committed a job writing `table` in the dataset
+    itself: its merge job, or a direct load when the table is not staged."""
+    try:
+        jobs = pipeline.get_load_package_info(load_id).jobs["completed_jobs"]
+    except Exception as exc:  # the package is gone: assume the worst
+        log.debug("no package info for %s: %s", load_id, exc)
+        return True
+    return any(job.job_file_info.table_name == table for job in jobs
+               if job.job_file_info.file_format == "sql" or not _staged(pipeline, table))
+
+
+def _staged(pipeline: dlt.Pipeline, table: str) -> bool:
+    """Whether dlt loads `table` through the staging dataset (merge tables on SQL destinations)."""
+    schema = pipeline.default_schema
+    disposition = schema.tables.get(table, {}).get("write_disposition") if schema else None
+    return disposition == "merge" and not is_file_destination(pipeline)
+
+
+def _clear_reread(pipeline: dlt.Pipeline) -> None:
+    """A load landed: the digests in `images` can be trusted again."""
+    try:
+        if pipeline.get_local_state_val(REREAD_KNOWN_IMAGES):
+            pipeline.set_local_state_val(REREAD_KNOWN_IMAGES, False)
+    except KeyError:
+        pass
 
 
 def _drop_sources(pipeline: dlt.Pipeline, sources: List[Any]) -> None:

@@ -276,3 +276,35 @@ def test_kill_after_a_problem_row_was_inserted(tmp_path, tmp_path_factory):
             " FROM registry.load_problems").fetchone()
     assert rows == distinct == 3
     FIGURES["killed runs recovered exactly by one rerun"] += 1
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.provider)
+def test_kill_with_images_merged_and_layers_not(tmp_path, tmp_path_factory, case):
+    """The package is killed after the merge of `images` committed and while the copy job of
+    `images__layers` had no recorded outcome: the rerun discards the package, but the images it
+    merged are in the destination, and the sources fetch details only for digests not in
+    `images`. The layers of those images must still land (no gap)."""
+    expected = reference(tmp_path_factory, case)
+    if not expected.get("images__layers", ((), []))[1]:
+        pytest.skip(f"{case.provider} loads no layers")
+    inventory = case.inventory(seed=31, repositories=4, images=30)
+    with serving(case, inventory) as (emulator, env):
+        load(tmp_path, case)
+        first_changes(inventory)
+        stamp_changes(emulator, inventory)
+        kill_at("load_job", case, emulator, env, tmp_path,
+                RELIABILITY_PAUSE_TABLE="images__layers", RELIABILITY_PAUSE_AFTER_MERGE="images")
+        later_changes(inventory)
+        stamp_changes(emulator, inventory)
+        rerun = cli("load", case.provider, "--quiet", "--duckdb", str(tmp_path / DB),
+                    "--pipelines-dir", str(tmp_path / "pipelines"), env=env)
+    assert rerun.returncode == 0 and "recovered: discarded load " in rerun.stdout, rerun.stdout + rerun.stderr[-2000:]
+    path = str(tmp_path / DB)
+    got = snapshot(path, case.volatile)
+    got.pop(RUN_LOG, None)
+    lost, extra = rows_lost_and_extra(expected, got)
+    FIGURES["crash: rows lost"] += lost
+    FIGURES["crash: rows extra"] += extra
+    assert diff(expected, got) == []
+    assert all(n == 0 for n in duplicates(path).values())
+    FIGURES["killed runs recovered exactly by one rerun"] += 1

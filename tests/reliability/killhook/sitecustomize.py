@@ -14,6 +14,8 @@ import time
 POINT = os.environ.get("RELIABILITY_PAUSE_AT")
 MARKER = os.environ.get("RELIABILITY_PAUSE_FILE")
 TABLE = os.environ.get("RELIABILITY_PAUSE_TABLE") or "tags"  # the copy job `load_job` stops after
+# `load_job` stops only once the merge job of this table committed (a package half merged)
+AFTER_MERGE = os.environ.get("RELIABILITY_PAUSE_AFTER_MERGE")
 _paused = threading.Event()
 
 
@@ -67,13 +69,25 @@ def _install() -> None:
         _before(LoadStorage, "commit_new_load_package", POINT)
     elif POINT == "load_job":  # the TABLE file inserted (tags: into staging), its job not yet marked done
         original_copy = DuckDbCopyJob.run
+        merged = threading.Event()
 
         def copy(self):
             original_copy(self)
             if self.load_table_name == TABLE:
+                if AFTER_MERGE and not merged.wait(120):
+                    raise SystemExit(f"the merge of {AFTER_MERGE} never ran")
                 _pause(POINT)
 
         DuckDbCopyJob.run = copy
+        if AFTER_MERGE:
+            original_sql = SqlLoadJob.run
+
+            def sql(self):
+                original_sql(self)
+                if self.load_table_name == AFTER_MERGE:
+                    merged.set()
+
+            SqlLoadJob.run = sql
     elif POINT == "mid_merge":  # half the statements of a merge job ran, in its transaction
         original_run = SqlLoadJob.run
 
