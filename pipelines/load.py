@@ -246,14 +246,19 @@ def settle_pending(pipeline: dlt.Pipeline) -> List[str]:
     - A package whose loading never started, or whose jobs all have a recorded outcome, is
       finished (normalised if needed, then loaded): dlt resumes it exactly (jobs done are not
       run again, a job committed but not yet moved is replayed from its recorded outcome).
-    - A package with an *interrupted* job (started, no recorded outcome) is discarded on SQL
+    - A package with an *interrupted* copy job (started, no recorded outcome) is discarded on SQL
       destinations: the job may have committed its rows before the kill, and dlt would run it
       again: the rows twice in the scd2 staging table (duplicate open tag rows) or in an append
-      table. `abort_packages()` marks the package aborted (no `_dlt_loads` row, so its state
-      row never counts) and rewinds the local state and schemas to where the package started,
-      so the next extract reads everything the discarded package held. What its committed jobs
+      table. An interrupted merge job does not count: it works from the staging table alone,
+      so running it again gives the same result. `abort_packages()` marks the package aborted
+      (no `_dlt_loads` row, so its state row never counts) and rewinds the local state and
+      schemas to where the package started, so the next extract reads everything the
+      discarded package held. What its committed jobs
       already wrote stays and converges: merge tables are upserts by key, the scd2 merge of an
       unchanged tag is a no-op, a problem row is one more (honest) record of a run that saw it.
+      If it had merged `images`, the next runs read every image's details again until a load
+      lands (`sources.state.REREAD_KNOWN_IMAGES`): the sources skip digests already in `images`,
+      and the layers, manifests or provider rows of those images may not have landed.
     - On the filesystem destination a job that runs again rewrites the same file
       (`<table>/<load_id>.<file_id>`), so the package is finished there too.
 
@@ -263,7 +268,9 @@ def settle_pending(pipeline: dlt.Pipeline) -> List[str]:
     if plan is None:
         return []
     package = plan["package_to_abort"]
-    interrupted = list(package["interrupted_jobs"]) if package else []
+    # a merge job (a `.sql` followup) works from the staging table alone: run again, it gives the
+    # same result (delete-insert of the same keys; scd2: nothing left to retire or insert)
+    interrupted = [job for job in (package["interrupted_jobs"] if package else []) if not job.endswith(".sql")]
     if interrupted and not is_file_destination(pipeline):
         load_id = package["load_id"]  # type: ignore[index]
         jobs = ", ".join(sorted(os.path.basename(job) for job in interrupted))

@@ -42,7 +42,8 @@ POINTS = {
     "before_normalize": "finished",  # a committed package, nothing of it loaded: dlt resumes it exactly
     "normalize_commit": "finished",
     "load_job": "discarded",  # a job that may have written without a record: discarded, extracted anew
-    "mid_merge": "discarded",
+    "mid_merge": "finished",  # a merge job rolled back: runs again, same result
+    "merge_done": "finished",  # a merge job committed without a record: runs again, same result
     "complete_package": "finished",  # every job recorded: only the package's own completion is missing
     "after_load": None,  # landed in full
 }

@@ -104,6 +104,14 @@ def _install() -> None:
             return original_run(self)
 
         SqlLoadJob.run = run
+    elif POINT == "merge_done":  # a merge job committed, its outcome not yet recorded
+        original_merge = SqlLoadJob.run
+
+        def merge(self):
+            original_merge(self)
+            _pause(POINT)
+
+        SqlLoadJob.run = merge
     elif POINT == "complete_package":  # every job done, package not marked loaded
         _before(Load, "complete_package", POINT)
     elif POINT == "after_load":  # load returned, before views and the summary
