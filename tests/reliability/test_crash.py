@@ -110,7 +110,7 @@ def wait_for(predicate, proc, what, timeout=90.0):
             out, err = proc.communicate()
             pytest.fail(f"the load ended (exit {proc.returncode}) before {what}:\n{err[-3000:]}")
         if time.monotonic() > deadline:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.02)
 
@@ -129,6 +129,7 @@ def kill_at(point, case, emulator, env, tmp_path, **hook):
         [sys.executable, "-m", "pipelines.cli", "load", case.provider, "--quiet",
          "--duckdb", str(tmp_path / DB), "--pipelines-dir", str(tmp_path / "pipelines")],
         cwd=ROOT, env=cli_env(run_env, extra_path=HOOK_DIR), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group: the load and its worker processes
     )
     try:
         if hold is not None:
@@ -136,13 +137,15 @@ def kill_at(point, case, emulator, env, tmp_path, **hook):
         else:
             wait_for(marker.exists, proc, f"pause point {point}")
             assert marker.read_text() == point
-        os.kill(proc.pid, signal.SIGKILL)
+        # the whole load dies, as when a machine or a scheduler's cgroup is killed: the ECR
+        # source's forkserver workers would otherwise live on, holding the output pipes
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
     finally:
         if hold is not None:
             hold.release()
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL
     FIGURES["processes killed (SIGKILL)"] += 1
     FIGURES[f"kill points run, {case.provider}"] += 1
