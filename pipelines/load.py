@@ -20,6 +20,9 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import dlt
 
+from sources.model import IMAGES
+from sources.state import REREAD_KNOWN_IMAGES
+
 from .catalog import PROVIDERS
 from .exits import EXIT_PARTIAL, classify
 from .observe import RetryCounter
@@ -58,6 +61,8 @@ class LoadSummary:
     destination: Optional[str] = None
     dataset: Optional[str] = None
     full_refresh: bool = False
+    # what this run did with packages an interrupted run left behind ("finished …", "discarded …")
+    recovered: List[str] = field(default_factory=list)
 
     @property
     def problems(self) -> int:
@@ -76,6 +81,8 @@ class LoadSummary:
             out.append(f"  requests: {calls}; retries: {self.retries}")
         if self.problems:
             out.append(f"  {self.problems} record(s) loaded only in part: see the load_problems table")
+        for note in self.recovered:
+            out.append(f"  recovered: {note}")
         if self.error:
             out.append(f"  error: {self.error}")
         return out
@@ -97,6 +104,7 @@ class LoadSummary:
             "retries": self.retries,
             "error": self.error,
             "full_refresh": self.full_refresh,
+            "recovered": self.recovered,
         }
 
 
@@ -198,12 +206,16 @@ def run_load(
                 return sources
 
             files = is_file_destination(pipeline)
+            # what an interrupted run left pending is settled first, so that this run still
+            # extracts anew (dlt's run() would load the pending package and stop there)
+            summary.recovered = settle_pending(pipeline)
             if full_refresh:
                 _drop_sources(pipeline, make_sources())
             # on files every table is an append log: each row must say which run wrote it
             # (dlt leaves `_dlt_load_id` out of arrow tables unless asked; pipelines.snapshots)
             with environment({FILES_LOAD_ID_SETTING: "true"} if files else {}):
                 info = pipeline.run(make_sources(), loader_file_format="parquet" if files else None)
+            _clear_reread(pipeline)
         summary.load_id = info.loads_ids[-1] if info.loads_ids else None
         summary.rows = _row_counts(pipeline)
         if summary.problems:
@@ -226,6 +238,93 @@ def run_load(
 
             record(pipeline, summary)
     return summary
+
+
+def settle_pending(pipeline: dlt.Pipeline) -> List[str]:
+    """Finish or discard the load packages an interrupted run left in the pipeline's folder.
+
+    A run killed after its package was committed leaves it pending; dlt's `run()` would load
+    that package and return without extracting. Here:
+
+    - A package whose loading never started, or whose jobs all have a recorded outcome, is
+      finished (normalised if needed, then loaded): dlt resumes it exactly (jobs done are not
+      run again, a job committed but not yet moved is replayed from its recorded outcome).
+    - A package with an *interrupted* copy job (started, no recorded outcome) is discarded on SQL
+      destinations: the job may have committed its rows before the kill, and dlt would run it
+      again: the rows twice in the scd2 staging table (duplicate open tag rows) or in an append
+      table. An interrupted merge job does not count: it works from the staging table alone,
+      so running it again gives the same result. `abort_packages()` marks the package aborted
+      (no `_dlt_loads` row, so its state row never counts) and rewinds the local state and
+      schemas to where the package started, so the next extract reads everything the
+      discarded package held. What its committed jobs
+      already wrote stays and converges: merge tables are upserts by key, the scd2 merge of an
+      unchanged tag is a no-op, a problem row is one more (honest) record of a run that saw it.
+      If it had merged `images`, the next runs read every image's details again until a load
+      lands (`sources.state.REREAD_KNOWN_IMAGES`): the sources skip digests already in `images`,
+      and the layers, manifests or provider rows of those images may not have landed.
+    - On the filesystem destination a job that runs again rewrites the same file
+      (`<table>/<load_id>.<file_id>`), so the package is finished there too.
+
+    Returns one line per package handled (the summary's `recovered`), empty when none was pending.
+    """
+    plan = pipeline.abort_packages(dry_run=True)
+    if plan is None:
+        return []
+    package = plan["package_to_abort"]
+    # a merge job (a `.sql` followup) works from the staging table alone: run again, it gives the
+    # same result (delete-insert of the same keys; scd2: nothing left to retire or insert)
+    interrupted = [job for job in (package["interrupted_jobs"] if package else []) if not job.endswith(".sql")]
+    if interrupted and not is_file_destination(pipeline):
+        load_id = package["load_id"]  # type: ignore[index]
+        jobs = ", ".join(sorted(os.path.basename(job) for job in interrupted))
+        log.warning(
+            "load %s was interrupted while loading (job(s) %s may have written already): discarding it "
+            "and extracting anew, so no row is loaded twice", load_id, jobs,
+        )
+        pipeline.abort_packages()
+        if _merged(pipeline, load_id, IMAGES.name):
+            # its `images` rows are in the destination, maybe without their layers, manifests or
+            # provider rows (each table merges in its own transaction); the sources skip details
+            # of digests in `images`, so until a load lands they must not skip any
+            log.warning("load %s had merged images already: this run reads every image's details again", load_id)
+            pipeline.set_local_state_val(REREAD_KNOWN_IMAGES, True)
+        dropped = [lid for lid in plan["packages_to_delete"] + plan["extracted_packages_to_delete"] if lid != load_id]
+        return [f"discarded load {lid}, left by an interrupted run" for lid in [load_id, *sorted(set(dropped))]]
+    pending = sorted(set(pipeline.list_extracted_load_packages()) | set(pipeline.list_normalized_load_packages()))
+    log.warning("finishing load(s) %s left pending by an interrupted run, then extracting anew", ", ".join(pending))
+    if pipeline.list_extracted_load_packages():
+        pipeline.normalize()
+    if pipeline.list_normalized_load_packages():
+        pipeline.load()
+    return [f"finished load {load_id}, left pending by an interrupted run" for load_id in pending]
+
+
+def _merged(pipeline: dlt.Pipeline, load_id: str, table: str) -> bool:
+    """Whether the (aborted) package `load_id` committed a job writing `table` in the dataset
+    itself: its merge job, or a direct load when the table is not staged."""
+    try:
+        jobs = pipeline.get_load_package_info(load_id).jobs["completed_jobs"]
+    except Exception as exc:  # the package is gone: assume the worst
+        log.debug("no package info for %s: %s", load_id, exc)
+        return True
+    return any(job.job_file_info.table_name == table for job in jobs
+               if job.job_file_info.file_format == "sql" or not _staged(pipeline, table))
+
+
+def _staged(pipeline: dlt.Pipeline, table: str) -> bool:
+    """Whether dlt loads `table` through the staging dataset (merge tables on SQL destinations)."""
+    schema = pipeline.default_schema
+    disposition = schema.tables.get(table, {}).get("write_disposition") if schema else None
+    return disposition == "merge" and not is_file_destination(pipeline)
+
+
+def _clear_reread(pipeline: dlt.Pipeline) -> None:
+    """A load landed: the digests in `images` can be trusted again."""
+    try:
+        if pipeline.get_local_state_val(REREAD_KNOWN_IMAGES):
+            pipeline.set_local_state_val(REREAD_KNOWN_IMAGES, False)
+    except KeyError:
+        pass
 
 
 def _drop_sources(pipeline: dlt.Pipeline, sources: List[Any]) -> None:

@@ -25,6 +25,11 @@ log = logging.getLogger("registry_etl.state")
 
 RepoKey = Tuple[str, str]  # (registry, repository)
 
+# A flag in the pipeline's local state (set by `pipelines.load.settle_pending`): a discarded load
+# package had already merged `images` rows whose layers, manifests or other rows may not have
+# landed; until a load lands, no digest counts as known, so every image's details are fetched.
+REREAD_KNOWN_IMAGES = "reread_known_images"
+
 
 class KnownImages:
     """Digests per (registry, repository) already loaded for one provider."""
@@ -50,6 +55,13 @@ class KnownImages:
                 pipeline = dlt.current.pipeline()
             except Exception:  # used outside a pipeline run: nothing is known
                 return known
+        try:
+            reread = pipeline.get_local_state_val(REREAD_KNOWN_IMAGES)
+        except Exception:  # not set
+            reread = False
+        if reread:
+            log.info("%s: a discarded load left images behind: reading every image's details again", self.provider)
+            return known
         try:
             with pipeline.sql_client() as client:
                 if not client.has_dataset():

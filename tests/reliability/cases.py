@@ -167,11 +167,6 @@ NCP_KEY, NCP_SECRET = "NCPRELIABILITYKEY0042", "rel-ncp-secret-Hh7Jj6Kk5Ll4"
 SWR_KEY, SWR_SECRET, SWR_TOKEN = "SWRRELIABILITYAK0042", "rel-swr-secret-Qq1Ww2Ee3Rr4", "rel-swr-token-MIIE-Zz9Xx8Cc7"
 
 
-CRASH_OPEN = ("open: after kill + rerun 3 pushed images are missing at EVERY point, after_load included, so the "
-              "harness (a baseline copied from a load against another emulator instance, whose update stamps "
-              "come from the wall clock; the source skips repositories by stamp) is the first suspect")
-
-
 def _ncp_secrets(emulator: Emulator, env: Dict[str, str]) -> Tuple[Dict[str, str], List[str]]:
     emulator.credentials = {NCP_KEY: NCP_SECRET}  # type: ignore[attr-defined]
     return {**env, "SOURCES__NCP__ACCESS_KEY": NCP_KEY, "SOURCES__NCP__SECRET_KEY": NCP_SECRET}, [NCP_SECRET]
@@ -274,7 +269,6 @@ CASES: List[SourceCase] = [
         secret_variants=(_ncp_secrets,),
         sees_every_manifest=False,  # NCP lists tags: untagged manifests are not in its API
         volatile=("last_updated", "last_updated_raw", "updated_at"),  # the emulator stamps pushes with the wall clock
-        known_bugs={"crash": CRASH_OPEN},
         reject_credentials=_clear_credentials,
     ),
     SourceCase(
@@ -285,7 +279,6 @@ CASES: List[SourceCase] = [
         secret_variants=(_swr_aksk_secrets, _swr_token_secrets),
         sees_every_manifest=False,  # SWR lists tags: untagged manifests are not in its API
         volatile=("id", "repo_id"),  # the emulator numbers tags in the order they are first asked for
-        known_bugs={"crash": CRASH_OPEN},
         reject_credentials=_clear_credentials,
     ),
     OciSourceCase(

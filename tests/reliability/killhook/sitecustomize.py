@@ -13,6 +13,9 @@ import time
 
 POINT = os.environ.get("RELIABILITY_PAUSE_AT")
 MARKER = os.environ.get("RELIABILITY_PAUSE_FILE")
+TABLE = os.environ.get("RELIABILITY_PAUSE_TABLE") or "tags"  # the copy job `load_job` stops after
+# `load_job` stops only once the merge job of this table committed (a package half merged)
+AFTER_MERGE = os.environ.get("RELIABILITY_PAUSE_AFTER_MERGE")
 _paused = threading.Event()
 
 
@@ -64,15 +67,27 @@ def _install() -> None:
         _before(Pipeline, "normalize", POINT)
     elif POINT == "normalize_commit":  # files normalized, not yet moved to the load volume
         _before(LoadStorage, "commit_new_load_package", POINT)
-    elif POINT == "load_job":  # the tags file inserted (into staging), its job not yet marked done
+    elif POINT == "load_job":  # the TABLE file inserted (tags: into staging), its job not yet marked done
         original_copy = DuckDbCopyJob.run
+        merged = threading.Event()
 
         def copy(self):
             original_copy(self)
-            if self.load_table_name == "tags":
+            if self.load_table_name == TABLE:
+                if AFTER_MERGE and not merged.wait(120):
+                    raise SystemExit(f"the merge of {AFTER_MERGE} never ran")
                 _pause(POINT)
 
         DuckDbCopyJob.run = copy
+        if AFTER_MERGE:
+            original_sql = SqlLoadJob.run
+
+            def sql(self):
+                original_sql(self)
+                if self.load_table_name == AFTER_MERGE:
+                    merged.set()
+
+            SqlLoadJob.run = sql
     elif POINT == "mid_merge":  # half the statements of a merge job ran, in its transaction
         original_run = SqlLoadJob.run
 
@@ -89,6 +104,14 @@ def _install() -> None:
             return original_run(self)
 
         SqlLoadJob.run = run
+    elif POINT == "merge_done":  # a merge job committed, its outcome not yet recorded
+        original_merge = SqlLoadJob.run
+
+        def merge(self):
+            original_merge(self)
+            _pause(POINT)
+
+        SqlLoadJob.run = merge
     elif POINT == "complete_package":  # every job done, package not marked loaded
         _before(Load, "complete_package", POINT)
     elif POINT == "after_load":  # load returned, before views and the summary
