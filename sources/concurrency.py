@@ -91,7 +91,16 @@ def _exit_with_parent(pid: int) -> None:
             os._exit(1)
 
 
-def _start_worker(parent: int, environ: Dict[str, str], queue: Any, level: int, secrets: Sequence[str], initializer: Optional[Callable[..., None]], initargs: Tuple[Any, ...]) -> None:
+def _logger_levels() -> Dict[str, int]:
+    """The levels set on the parent's loggers (root included): a worker creates the same
+    records (botocore's retry records at DEBUG, which the run counts, for one)."""
+    levels = {name: logger.level for name, logger in logging.root.manager.loggerDict.items()
+              if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET}
+    levels[""] = logging.getLogger().level
+    return levels
+
+
+def _start_worker(parent: int, environ: Dict[str, str], queue: Any, levels: Dict[str, int], secrets: Sequence[str], initializer: Optional[Callable[..., None]], initargs: Tuple[Any, ...]) -> None:
     from .errors import register_secret
 
     threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
@@ -99,7 +108,8 @@ def _start_worker(parent: int, environ: Dict[str, str], queue: Any, level: int, 
     os.environ.update(environ)
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(queue)]
-    root.setLevel(level)
+    for name, level in levels.items():
+        logging.getLogger(name or None).setLevel(level)
     for secret in secrets:
         register_secret(secret)
     if initializer is not None:
@@ -130,13 +140,12 @@ def map_in_processes(
     queue = context.Queue()
     listener = logging.handlers.QueueListener(queue, _Relay())
     listener.start()
-    level = logging.getLogger().getEffectiveLevel()
     try:
         with ProcessPoolExecutor(
             max_workers=processes,
             mp_context=context,
             initializer=_start_worker,
-            initargs=(os.getpid(), dict(os.environ), queue, level, registered_secrets(), initializer, initargs),
+            initargs=(os.getpid(), dict(os.environ), queue, _logger_levels(), registered_secrets(), initializer, initargs),
         ) as pool:
             pending: Deque[Future] = deque()
             try:

@@ -127,8 +127,9 @@ def ecr_source(
             return
         # what this page's repositories already hold, read once here (not per thread or process)
         known.load_page((registry_of(r, r["_api"].region), r.get("repositoryName")) for r in repos)
-        tasks = [_task(chunk) for chunk in _group(repos, len(repos) >= PROCESS_MIN_REPOSITORIES and workers > 1)]
-        if len(tasks) > 1 and workers > 1:
+        in_processes = workers > 1 and len(repos) >= PROCESS_MIN_REPOSITORIES
+        tasks = [_task(chunk) for chunk in _group(repos, in_processes)]
+        if in_processes:
             yield from _read_in_processes(tasks)
         else:
             yield from _read_in_threads(tasks)

@@ -210,3 +210,15 @@ def test_worker_processes_leave_with_a_killed_load(tmp_path, ecr_env):
     while time.monotonic() < deadline and set(workers) & set(_alive()):
         time.sleep(0.2)
     assert not set(workers) & set(_alive())
+
+
+def test_retries_and_calls_in_worker_processes_are_counted_in_the_summary(tmp_path, ecr_env, in_processes):
+    from emulators.base import Faults
+
+    inventory = Inventory(seed=37, registries=("us-east-1",), repositories=6, images=120)
+    emulator = ecr_env(inventory, Faults(throttle_every=4))
+    summary = run_load(new_pipeline(tmp_path), ["ecr"], source_options={"ecr": {"processes": 2}})
+    assert emulator.faults_injected["throttle"] > 0
+    assert summary.retries == emulator.faults_injected["throttle"]
+    assert sum(summary.requests.values()) == sum(emulator.counters.values())
+    assert_matches_inventory(new_pipeline(tmp_path), inventory)
