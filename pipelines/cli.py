@@ -96,7 +96,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     summary = LoadSummary(list(args.sources))
     with held:
         try:  # DuckDB: a notebook holding the file would make the load fail later; say it now
-            lock.check_file_free(pipeline, wait=max(0.0, deadline - time.monotonic()))
+            lock.check_file_free(pipeline, wait=args.wait, deadline=deadline)
         except lock.FileBusy as busy:
             return _report_error(args, str(busy), EXIT_LOCKED, "file_busy")
         log.info("load started: %s", ", ".join(args.sources), extra={"event": "load_started", "run_id": summary.run_id})

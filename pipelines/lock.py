@@ -146,7 +146,7 @@ class LoadLock:
                 if left <= 0:
                     raise
                 if not announced:
-                    log.info("another load of this dataset is running (pid %s, since %s); waiting up to %.0f s for it to end",
+                    log.info("another load of this dataset is running (pid %s, since %s); waiting up to %g s for it to end",
                              busy.holder.get("pid"), busy.holder.get("since"), wait,
                              extra={"event": "waiting", "waiting_for": "load_lock", "lock_file": self.path})
                     announced = True
@@ -260,10 +260,12 @@ def acquire(pipeline: dlt.Pipeline, wait: float = 0.0) -> LoadLock:
     return LoadLock(lock_path(pipeline)).acquire(wait)
 
 
-def check_file_free(pipeline: dlt.Pipeline, wait: float = 0.0) -> None:
+def check_file_free(pipeline: dlt.Pipeline, wait: float = 0.0, deadline: Optional[float] = None) -> None:
     """DuckDB only: raise `FileBusy` when another process holds the pipeline's DuckDB file open,
-    after waiting up to `wait` seconds for it to close it. Opens the file for writing and closes
-    it at once (what the load is about to do anyway); any other error is left to the load."""
+    after waiting up to `wait` seconds (and no later than the `time.monotonic()` `deadline`, the
+    end of a wait that began with the load lock) for it to close it. Opens the file for writing
+    and closes it at once (what the load is about to do anyway); any other error is left to the
+    load."""
     destination = pipeline.destination
     if destination is None or not destination.destination_type.endswith(".duckdb"):
         return
@@ -272,7 +274,7 @@ def check_file_free(pipeline: dlt.Pipeline, wait: float = 0.0) -> None:
         return  # nobody can hold a file that does not exist yet
     import duckdb
 
-    deadline = time.monotonic() + wait
+    deadline = min(time.monotonic() + wait, deadline if deadline is not None else float("inf"))
     announced = False
     while True:
         try:
@@ -287,7 +289,7 @@ def check_file_free(pipeline: dlt.Pipeline, wait: float = 0.0) -> None:
         if left <= 0:
             raise busy
         if not announced:
-            log.info("the DuckDB file %s is open in another process (PID %s); waiting up to %.0f s for it to be closed",
+            log.info("the DuckDB file %s is open in another process (PID %s); waiting up to %g s for it to be closed",
                      path, busy.pid or "unknown", wait, extra={"event": "waiting", "waiting_for": "duckdb_file", "holder_pid": busy.pid})
             announced = True
         time.sleep(min(POLL_SECONDS, left))
