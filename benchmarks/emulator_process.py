@@ -110,6 +110,12 @@ class EmulatorProcess:
         if self._process.is_alive():
             self._process.terminate()
 
+    def cpu_seconds(self) -> float:
+        """CPU time the emulator process used so far."""
+        from .proc import cpu_seconds
+
+        return cpu_seconds(self._process.pid)
+
     # ---- control endpoints (emulators.base)
     def _call(self, path: str, body: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()

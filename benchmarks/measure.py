@@ -1,5 +1,5 @@
 """Run one load in a fresh child process and measure it: wall time of the load itself (not the
-interpreter start), CPU time, and peak RSS (the child's own ru_maxrss)."""
+interpreter start), CPU time and peak RSS of the child and of any worker processes under it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import resource
 import time
 import traceback
 from typing import Any, Callable, Dict
+
+from .proc import TreeSampler
 
 
 def _resolve(ref: str) -> Callable[..., Any]:
@@ -22,16 +24,25 @@ def _child(ref: str, kwargs: Dict[str, Any], env: Dict[str, str], conn: Any) -> 
         os.environ.update(env)
         target = _resolve(ref)
         before = resource.getrusage(resource.RUSAGE_SELF)
-        started = time.perf_counter()
-        result = target(**kwargs)
-        seconds = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_SELF)
+        with TreeSampler() as tree:
+            started = time.perf_counter()
+            result = target(**kwargs)
+            seconds = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_SELF)
+        own_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         conn.send(
             {
                 "ok": True,
                 "seconds": seconds,
-                "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-                "peak_rss_mb": after.ru_maxrss / 1024.0,  # KiB on Linux
+                # this process and its worker processes
+                "cpu_seconds": own_cpu + tree.other_cpu_seconds(),
+                "own_cpu_seconds": own_cpu,
+                # the largest sum of memory (PSS) over this process and its workers (sampled
+                # every 0.1 s), and never less than this process's own exact peak RSS
+                "peak_rss_mb": max(after.ru_maxrss / 1024.0, tree.peak_memory_bytes / 2**20),
+                "tree_peak_pss_mb": tree.peak_memory_bytes / 2**20,
+                "own_peak_rss_mb": after.ru_maxrss / 1024.0,  # KiB on Linux
+                "processes": tree.peak_processes,
                 "result": result,
             }
         )

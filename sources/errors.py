@@ -23,6 +23,12 @@ def register_secret(value: Optional[str]) -> None:
             _secrets.add(str(value))
 
 
+def registered_secrets() -> list:
+    """The secrets registered so far (handed to worker processes, which redact them too)."""
+    with _lock:
+        return sorted(_secrets)
+
+
 def redact(text: str) -> str:
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
@@ -70,6 +76,10 @@ class RegistryError(Exception):
         self.status = status
         super().__init__(self.message)
 
+    def __reduce__(self) -> tuple:
+        # keyword-only arguments: rebuilt from its fields when it crosses a process boundary
+        return _rebuild_error, (type(self), self.provider, self.call, self.detail, self.registry, self.hint, self.status)
+
     @property
     def message(self) -> str:
         where = f"{self.provider}"
@@ -115,3 +125,7 @@ class ConfigError(RegistryError):
 
     kind = "config"
     default_hint = "Fix the setting in .dlt/config.toml, .dlt/secrets.toml or the environment."
+
+
+def _rebuild_error(cls: type, provider: str, call: str, detail: str, registry: Optional[str], hint: Optional[str], status: Optional[int]) -> "RegistryError":
+    return cls(provider, call, detail, registry=registry, hint=hint, status=status)

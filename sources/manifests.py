@@ -129,6 +129,8 @@ def _size(value: Any, problems: List[str], what: str) -> Optional[int]:
 
 
 def _blob(doc: Dict[str, Any], problems: List[str], what: str) -> Blob:
+    if not doc.get("digest"):
+        problems.append(f"{what} has no digest")
     return Blob(doc.get("digest"), _size(doc.get("size"), problems, what), doc.get("mediaType"))
 
 

@@ -135,7 +135,8 @@ IMAGE_MANIFESTS = Table(
 )
 
 # Tags are a snapshot merged with scd2. Each run also emits one "scope" marker row per unit it
-# read in full (a whole registry, or one repository when the run is filtered). The markers never
+# read in full (a whole registry, or one repository when the run is filtered or re-emits only the
+# repositories that changed, as ECR does with listing fingerprints). The markers never
 # reach the table (`source_filter`), but `destination_scope` uses them so that a run retires only
 # rows inside what it read: a partial run leaves the rest of the history alone, and a repository
 # whose tags all vanished (or that vanished itself) is still closed by a full run.
@@ -298,8 +299,13 @@ def _column(table: Table, name: str, values: List[Any], typ: pa.DataType) -> pa.
 
 def emit(table: Table, rows: Iterable[Mapping[str, Any]]) -> Any:
     """A page of rows as an arrow table marked for `table` (to `yield` from a resource)."""
+    return emit_arrow(table, batch(table, rows))
+
+
+def emit_arrow(table: Table, arrow: pa.Table) -> Any:
+    """An arrow table of `table` (from `batch()`) marked with the table's dlt hints."""
     # a table variant: one resource writes several tables, each with its own hints
-    return dlt.mark.with_hints(batch(table, rows), table.hints(), create_table_variant=True)
+    return dlt.mark.with_hints(arrow, table.hints(), create_table_variant=True)
 
 
 class Rows:
@@ -367,7 +373,39 @@ class Rows:
         return sum(len(rows) for rows in self._rows.values())
 
     def emit_all(self) -> Iterable[Any]:
-        for name, rows in self._rows.items():
-            if rows:
-                yield emit(self._tables[name], rows)
+        for table, arrow in self.arrow_tables():
+            yield emit_arrow(table, arrow)
+
+    def arrow_tables(self) -> List[tuple]:
+        """The rows as (Table, arrow table) pairs, one per table, and forget them: what a worker
+        process sends back (arrow crosses a process boundary as buffers, dicts one by one)."""
+        tables = [(self._tables[name], batch(self._tables[name], rows)) for name, rows in self._rows.items() if rows]
         self._rows.clear()
+        return tables
+
+
+class ArrowBatches:
+    """Arrow tables of many small units (repositories) gathered per table and emitted as a few
+    large ones: dlt's cost is per yielded item as much as per row."""
+
+    def __init__(self) -> None:
+        self._tables: Dict[str, Table] = {}
+        self._parts: Dict[str, List[pa.Table]] = {}
+        self._rows = 0
+
+    def add(self, table: Table, arrow: pa.Table) -> None:
+        if arrow.num_rows:
+            self._tables[table.name] = table
+            self._parts.setdefault(table.name, []).append(arrow)
+            self._rows += arrow.num_rows
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def emit_all(self) -> Iterable[Any]:
+        for name, parts in self._parts.items():
+            # extra columns differ between units: missing ones are filled with NULL
+            arrow = parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="default")
+            yield emit_arrow(self._tables[name], arrow)
+        self._parts.clear()
+        self._rows = 0

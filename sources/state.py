@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 import dlt
 
@@ -33,7 +33,14 @@ class KnownImages:
         self._known: Optional[Dict[RepoKey, Set[str]]] = None
         self._lock = threading.Lock()
 
-    def _load(self) -> Dict[RepoKey, Set[str]]:
+    def load_page(self, repositories: Iterable[RepoKey]) -> None:
+        """Hold the digests of these repositories only (one page of a listing), instead of
+        the whole provider's: memory bounded by a page, not by the registry."""
+        wanted = sorted(set(repositories))
+        with self._lock:
+            self._known = self._load(wanted) if wanted else {}
+
+    def _load(self, only: Optional[List[RepoKey]] = None) -> Dict[RepoKey, Set[str]]:
         known: Dict[RepoKey, Set[str]] = {}
         pipeline = self._pipeline
         if pipeline is None:
@@ -46,9 +53,19 @@ class KnownImages:
                 if not client.has_dataset():
                     return known
                 table = client.make_qualified_table_name("images")
-                rows = client.execute_sql(
-                    f"SELECT registry, repository, digest FROM {table} WHERE provider = %s", self.provider
-                )
+                sql = f"SELECT registry, repository, digest FROM {table} WHERE provider = %s"
+                params: List[Any] = [self.provider]
+                if only is not None:
+                    # bound parameters (names come from the registry's answers)
+                    by_registry: Dict[str, List[str]] = {}
+                    for registry, repository in only:
+                        by_registry.setdefault(registry, []).append(repository)
+                    clauses = []
+                    for registry, names in by_registry.items():
+                        clauses.append("(registry = %s AND repository IN (" + ", ".join(["%s"] * len(names)) + "))")
+                        params += [registry, *names]
+                    sql += " AND (" + " OR ".join(clauses) + ")"
+                rows = client.execute_sql(sql, *params)
         except Exception as exc:  # no destination yet, or no images table: a first load
             log.debug("no known images for %s: %s", self.provider, exc)
             return known
@@ -88,3 +105,46 @@ class RepositoryStamps:
         with self._lock:
             stamps = dlt.current.resource_state().setdefault("stamps", {})
             stamps[self._key(registry, repository)] = str(stamp)
+
+
+class ListingState:
+    """Per registry, the fingerprint of each repository's listing at the last load, in the
+    resource's dlt state (committed with the data, so a failed load does not advance it).
+
+    A registry with fingerprints is read incrementally: a repository whose fingerprint did not
+    change gives no rows, a changed one is re-emitted with a repository scope marker, and one
+    no longer listed gets a marker alone (its tags are retired). A registry without them (a
+    first load, or state lost) is emitted in full under one registry marker.
+    """
+
+    KEY = "listings"
+
+    def __init__(self) -> None:
+        self._incremental: Optional[Set[str]] = None
+
+    def _state(self) -> Dict[str, Dict[str, str]]:
+        return dlt.current.resource_state().setdefault(self.KEY, {})
+
+    def begin(self) -> None:
+        """Note which registries have fingerprints before this run changes any."""
+        if self._incremental is None:
+            self._incremental = {registry for registry, repos in self._state().items() if repos}
+
+    def incremental(self, registry: str) -> bool:
+        self.begin()
+        return registry in (self._incremental or ())
+
+    def previous(self, registry: str, repository: str) -> Optional[str]:
+        return self._state().get(registry, {}).get(repository)
+
+    def remember(self, registry: str, repository: str, fingerprint: Optional[str]) -> None:
+        if fingerprint is not None:
+            self._state().setdefault(registry, {})[repository] = fingerprint
+
+    def forget_others(self, registry: str, listed: Any) -> list:
+        """Drop the repositories of `registry` not in `listed`; returns their names."""
+        repos = self._state().get(registry, {})
+        gone = sorted(set(repos).difference(listed))
+        for name in gone:
+            del repos[name]
+        return gone

@@ -6,12 +6,17 @@
   and manifests, pushed with plain HTTP uploads.
 - `CountingProxy` (here): a pass-through in front of the registry that counts calls per kind
   (catalog, tags, head_manifest, get_manifest, get_blob, …) and can inject the shared faults
-  (429 `TOOMANYREQUESTS` with Retry-After and `ratelimit-*` headers, 503, dropped connections).
+  (429 `TOOMANYREQUESTS` with Retry-After and `ratelimit-*` headers, 503, dropped connections,
+  bodies cut short), bend answers (`corrupt()`: JSON answers are decoded for the hook; an answer
+  the hook left alone keeps the registry's own bytes) and hold a call (`hold()`).
+- `ServedRegistry` / `OciInventory` / `start_served()` (served.py): the registry holding a
+  generated inventory and kept equal to it as a test changes it (the reliability suite).
 - `start_demo()`: the registry with a small pushed data set, for `registry-etl demo`.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -108,6 +113,29 @@ class CountingProxy(Emulator):
         if operation == "tags" and self.tags_page_size and request.method == "GET":
             return self._tags_page(request)
         return self._forward(request)
+
+    def dispatch(self, request: Request) -> Tuple[Optional[str], Response]:
+        fault, response = super().dispatch(request)
+        if fault == "truncate" and request.method == "HEAD":
+            fault = "drop"  # a HEAD answer has no body to cut short: it is lost instead
+        return fault, response
+
+    def _apply_hooks(self, request: Request, operation: str, count: int, response: Response) -> Response:
+        """The base hooks, with JSON answers decoded for `corrupt()` (the registry sends bytes)."""
+        raw = response.body if isinstance(response.body, bytes) else None
+        decoded: Any = None
+        if raw and any(r.operation in (operation, "*") for r in self.rewrites) and "json" in (response.content_type or ""):
+            try:
+                decoded = json.loads(raw)
+            except ValueError:
+                decoded = None
+        original = copy.deepcopy(decoded)
+        if decoded is not None:
+            response.body = decoded
+        result = super()._apply_hooks(request, operation, count, response)
+        if result is response and decoded is not None and response.body == original:
+            response.body = raw  # untouched: keep the bytes (a manifest's digest is their hash)
+        return result
 
     def _tags_page(self, request: Request) -> Response:
         upstream = self._forward(Request("GET", request.path, {}, request.headers, b""))

@@ -70,6 +70,7 @@ class TokenServer(Emulator):
         self.lifetime_s = lifetime_s
         self.key, self.kid, self.cert_path = make_signing_key(workdir)
         self.issued: List[Dict[str, Any]] = []
+        self.issued_tokens: List[str] = []  # the tokens themselves (a secrets test greps for them)
         self._revoked = threading.Event()
 
     def registry_config(self) -> Dict[str, str]:
@@ -123,4 +124,5 @@ class TokenServer(Emulator):
         }
         token = jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
         self.issued.append(claims)
+        self.issued_tokens.append(token)
         return Response(200, {"token": token, "expires_in": self.lifetime_s, "issued_at": dt.datetime.now(dt.timezone.utc).isoformat()})

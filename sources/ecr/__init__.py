@@ -8,25 +8,35 @@ retry modes. Configuration lives under `[sources.ecr]`.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import dlt
 from dlt.sources import DltResource
 
-from ..concurrency import map_bounded
+from ..concurrency import map_bounded, map_in_processes
 from ..errors import ConfigError
-from ..model import TAGS, Rows, emit, scope_marker
-from ..state import KnownImages
+from ..model import TAGS, ArrowBatches, Rows, emit, scope_marker
+from ..state import KnownImages, ListingState
 from ..values import as_list
-from .helpers import EcrApi, RepositoryLoader, registry_of
+from .helpers import (
+    ApiSpec,
+    RepositoryTask,
+    read_repositories,
+    read_repositories_in_worker,
+    registry_of,
+)
 from .settings import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_MODE,
     EMIT_ROWS,
     IMAGE_STATUSES,
+    MAX_AUTO_PROCESSES,
+    PROCESS_MIN_REPOSITORIES,
     PROVIDER,
+    REPOSITORIES_PER_TASK,
     TAG_STATUSES,
 )
 
@@ -44,6 +54,7 @@ def ecr_source(
     concurrency: int = DEFAULT_CONCURRENCY,
     retry_mode: str = DEFAULT_RETRY_MODE,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    processes: int = 0,
     request_counter: Optional[Counter] = None,
 ) -> Sequence[DltResource]:
     """The ECR inventory of one or more regions.
@@ -58,6 +69,9 @@ def ecr_source(
         concurrency: Repositories read at once (bounded by ECR's rate limits; throttling is retried).
         retry_mode: botocore retry mode, `standard` or `adaptive`.
         max_attempts: botocore attempts per call, retries included.
+        processes: Worker processes reading repositories when a page holds many (each process
+            runs its own calls and builds arrow tables; Python maps rows on one core per
+            process). 0: one per core, at most 4; 1: read in this process only.
         request_counter: A Counter that receives the number of calls per operation.
 
     Returns:
@@ -75,51 +89,114 @@ def ecr_source(
         raise ConfigError(PROVIDER, "configuration", f"image_status {image_status!r} is not one of {IMAGE_STATUSES}")
     repository_filter = as_list(repositories)
     counter = request_counter if request_counter is not None else Counter()
-    apis = [
-        EcrApi(region, registry_id, endpoint_url, retry_mode, max_attempts, max(10, concurrency * 2), counter)
+    specs = [
+        ApiSpec(region, registry_id, endpoint_url or None, retry_mode, max_attempts, max(10, concurrency * 2))
         for region in region_list
         for registry_id in (as_list(registry_ids) or [None])
     ]
+    apis = {spec: spec.build(counter) for spec in specs}
+    workers = worker_processes(processes)
     # an UNTAGGED-only listing sees no tags, so it must not retire any history
     tags_complete = tag_status != "UNTAGGED"
     known = KnownImages(PROVIDER)
+    listings = ListingState()
 
     @dlt.resource(name="repository_list", selected=False)
     def repository_list() -> Iterator[List[Dict[str, Any]]]:
-        """DescribeRepositories pages, with the API object the transformer needs."""
-        for api in apis:
-            registries = set()
+        """DescribeRepositories pages, then per registry the names it listed (`_end`)."""
+        for spec, api in apis.items():
+            seen: Dict[str, List[str]] = {}
             for page in api.list_repositories(repository_filter or None):
                 for repo in page:
-                    registries.add(registry_of(repo, api.region))
-                    repo["_api"] = api
+                    seen.setdefault(registry_of(repo, api.region), []).append(repo.get("repositoryName"))
+                    repo["_api"] = spec
                 yield page
-            if tags_complete and not repository_filter:
-                for registry in sorted(registries):
-                    yield [{"_marker": scope_marker(PROVIDER, registry)}]
+            if not repository_filter:
+                for registry in sorted(seen):
+                    yield [{"_end": registry, "_listed": seen[registry]}]
 
     @dlt.transformer(data_from=repository_list, name="images")
     def images(page: List[Dict[str, Any]]) -> Iterator[Any]:
-        """Per repository (overlapped up to `concurrency`): tags, then details of new digests."""
-        markers = [item["_marker"] for item in page if "_marker" in item]
-        if markers:
-            yield emit(TAGS, markers)
-        repos = [item for item in page if "_marker" not in item]
+        """Per repository (overlapped): tags, then details of new digests; repositories whose
+        listing did not change since the last load give no rows and make no detail calls."""
+        listings.begin()
+        for end in (item for item in page if "_end" in item):
+            yield from _end_of_registry(end["_end"], end["_listed"])
+        repos = [item for item in page if "_end" not in item]
         if not repos:
             return
-        known.of("", "")  # read what is loaded once, here, before the worker threads start
+        # what this page's repositories already hold, read once here (not per thread or process)
+        known.load_page((registry_of(r, r["_api"].region), r.get("repositoryName")) for r in repos)
+        tasks = [_task(chunk) for chunk in _group(repos, len(repos) >= PROCESS_MIN_REPOSITORIES and workers > 1)]
+        if len(tasks) > 1 and workers > 1:
+            yield from _read_in_processes(tasks)
+        else:
+            yield from _read_in_threads(tasks)
 
-        def collect(repo: Dict[str, Any]) -> Rows:
-            loader = RepositoryLoader(
-                repo.pop("_api"), known.of, tag_status, image_status, tags_complete and bool(repository_filter)
-            )
-            return loader.collect(repo)
+    def _end_of_registry(registry: str, listed: List[str]) -> Iterator[Any]:
+        """After a registry was listed in full: retire the tags of whatever it no longer holds."""
+        if not tags_complete:
+            return
+        if listings.incremental(registry):
+            gone = listings.forget_others(registry, listed)
+            if gone:
+                yield emit(TAGS, [scope_marker(PROVIDER, registry, name) for name in gone])
+        else:  # a first load (or state lost): every tag of the registry was emitted
+            yield emit(TAGS, [scope_marker(PROVIDER, registry)])
 
+    def _group(repos: List[Dict[str, Any]], in_processes: bool) -> List[List[Dict[str, Any]]]:
+        size = REPOSITORIES_PER_TASK if in_processes else 1
+        by_api: Dict[ApiSpec, List[Dict[str, Any]]] = {}
+        for repo in repos:
+            by_api.setdefault(repo["_api"], []).append(repo)
+        return [group[i : i + size] for group in by_api.values() for i in range(0, len(group), size)]
+
+    def _task(repos: List[Dict[str, Any]]) -> RepositoryTask:
+        spec = repos[0]["_api"]
+        registry = registry_of(repos[0], spec.region)
+        names = [r.get("repositoryName") for r in repos if isinstance(r.get("repositoryName"), str)]
+        marked = set(names) if tags_complete and (repository_filter or listings.incremental(registry)) else set()
+        return RepositoryTask(
+            api=spec,
+            repositories=[{k: v for k, v in r.items() if k != "_api"} for r in repos],
+            known={name: known.of(registry, name) for name in names},
+            previous={name: listings.previous(registry, name) for name in names},
+            marked=marked,
+            tag_status=tag_status,
+            image_status=image_status,
+            threads=max(1, -(-concurrency // max(1, workers))),
+        )
+
+    def _remember(task: RepositoryTask, fingerprints: Dict[str, Optional[str]]) -> None:
+        registry = registry_of(task.repositories[0], task.api.region)
+        for name, fingerprint in fingerprints.items():
+            listings.remember(registry, name, fingerprint)
+
+    def _read_in_threads(tasks: List[RepositoryTask]) -> Iterator[Any]:
         pending = Rows()
-        for rows in map_bounded(collect, repos, concurrency):
+        for task, (rows, fingerprints) in zip(tasks, map_bounded(lambda t: read_repositories(t, apis[t.api]), tasks, concurrency)):
             pending.merge(rows)
+            _remember(task, fingerprints)
+            if len(pending) >= EMIT_ROWS:
+                yield from pending.emit_all()
+        yield from pending.emit_all()
+
+    def _read_in_processes(tasks: List[RepositoryTask]) -> Iterator[Any]:
+        pending = ArrowBatches()
+        for task, result in zip(tasks, map_in_processes(read_repositories_in_worker, tasks, workers, preload=[read_repositories_in_worker.__module__])):
+            for table, arrow in result.tables:
+                pending.add(table, arrow)
+            counter.update(result.requests)
+            _remember(task, result.fingerprints)
             if len(pending) >= EMIT_ROWS:
                 yield from pending.emit_all()
         yield from pending.emit_all()
 
     return repository_list, images
+
+
+def worker_processes(processes: int) -> int:
+    """`processes` = 0 means one per core (at most 4); 1 reads everything in this process."""
+    if processes and processes > 0:
+        return int(processes)
+    return max(1, min(os.cpu_count() or 1, MAX_AUTO_PROCESSES))

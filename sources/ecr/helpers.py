@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import boto3
 import botocore.exceptions
@@ -14,6 +17,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.utils import parse_timestamp
 
+from ..concurrency import map_bounded
 from ..errors import ApiError, AuthError, BadResponseError, ConfigError, NotFoundError, RegistryError, register_secret
 from ..manifests import ManifestError, parse_manifest
 from ..model import REPOSITORIES, TAGS, Rows, scope_marker, tag_row
@@ -90,6 +94,11 @@ class EcrApi:
             endpoint_url=endpoint_url or None,
             config=Config(
                 retries={"mode": retry_mode, "max_attempts": max_attempts},
+                # botocore checks every parameter against the service model before each call:
+                # a sixth of a call's CPU for the 100 digests of a DescribeImages. The values
+                # come from ECR's own answers (and names from the config, which ECR itself
+                # checks: InvalidParameterException is a ConfigError all the same)
+                parameter_validation=False,
                 max_pool_connections=max_connections,
                 user_agent_extra="registry-etl",
             ),
@@ -311,10 +320,12 @@ class RepositoryLoader:
 
     def load(self, repo: Dict[str, Any]) -> List[Any]:
         """All rows of one repository, as marked arrow tables ready to yield."""
-        return list(self.collect(repo).emit_all())
+        return list(self.collect(repo)[0].emit_all())
 
-    def collect(self, repo: Dict[str, Any]) -> Rows:
-        """All rows of one repository, collected (the caller emits them, with other repositories')."""
+    def collect(self, repo: Dict[str, Any], previous: Optional[str] = None) -> Tuple[Rows, Optional[str]]:
+        """All rows of one repository (the caller emits them, with other repositories'), and
+        the fingerprint of what was read. When the fingerprint equals `previous` (the last
+        loaded one) nothing changed: no rows, no detail calls."""
         name = repo.get("repositoryName")
         registry = registry_of(repo, self.api.region)
         rows = Rows()
@@ -322,8 +333,9 @@ class RepositoryLoader:
             shown = {k: v for k, v in repo.items() if not k.startswith("_")}
             rows.problem(PROVIDER, registry, None, "DescribeRepositories", str(shown)[:300],
                          "repository without repositoryName: skipped")
-            return rows
+            return rows, None
         digests: Dict[str, None] = {}
+        tags: List[Tuple[str, str]] = []
         for page in self.api.list_images(name, self.tag_status, self.image_status):
             for image_id in page:
                 digest = image_id.get("imageDigest")
@@ -332,15 +344,22 @@ class RepositoryLoader:
                     continue
                 digests[digest] = None
                 if image_id.get("imageTag"):
-                    rows.add(TAGS, tag_row(PROVIDER, registry, name, image_id["imageTag"], digest))
+                    tags.append((image_id["imageTag"], digest))
+        fingerprint = listing_fingerprint(repo, digests, tags)
+        known = self.known(registry, name)
+        # the destination must still hold every digest: a fingerprint in state says nothing
+        # about a destination that was replaced or emptied since
+        if fingerprint == previous and not len(rows) and known.issuperset(digests):
+            return rows, fingerprint
+        for tag, digest in tags:
+            rows.add(TAGS, tag_row(PROVIDER, registry, name, tag, digest))
         if self.mark_repository:
             rows.add(TAGS, scope_marker(PROVIDER, registry, name))
         rows.add(REPOSITORIES, repository_row(repo, self.api.region, len(digests), rows))
-        known = self.known(registry, name)
         new = [d for d in digests if d not in known]
         for chunk in chunks(new, MAX_IMAGE_IDS):
             self._details(name, registry, chunk, rows)
-        return rows
+        return rows, fingerprint
 
     def _details(self, name: str, registry: str, digests: Sequence[str], rows: Rows) -> None:
         details = {d.get("imageDigest"): d for d in self.api.describe_images(name, digests)}
@@ -370,3 +389,93 @@ class RepositoryLoader:
                         rows.problem(PROVIDER, registry, name, "BatchGetImage", digest, problem)
             rows.add_image(row, manifest)
 
+
+
+def listing_fingerprint(repo: Dict[str, Any], digests: Dict[str, None], tags: List[Tuple[str, str]]) -> str:
+    """What a repository looked like: its DescribeRepositories record and its listing (every
+    digest, every tag -> digest), order-free. ECR has no change stamp per repository; an equal
+    fingerprint means the rows of the last load still hold."""
+    record = {k: v for k, v in repo.items() if not k.startswith("_")}
+    hasher = hashlib.blake2b(digest_size=16)
+    hasher.update(_FINGERPRINT_JSON.encode(record).encode())
+    hasher.update("\n".join(sorted(digests)).encode())
+    hasher.update(b"\0")
+    hasher.update("\n".join(sorted(f"{tag}\t{digest}" for tag, digest in tags)).encode())
+    return hasher.hexdigest()
+
+
+_FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, default=str)
+
+
+# ---- reading repositories in worker processes (see sources.concurrency.map_in_processes)
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    """How to build an `EcrApi` (a worker process builds its own client from it)."""
+
+    region: str
+    registry_id: Optional[str]
+    endpoint_url: Optional[str]
+    retry_mode: str
+    max_attempts: int
+    max_connections: int
+
+    def build(self, counter: Optional[Counter] = None) -> EcrApi:
+        return EcrApi(self.region, self.registry_id, self.endpoint_url, self.retry_mode, self.max_attempts,
+                      self.max_connections, counter)
+
+
+@dataclass
+class RepositoryTask:
+    """A few repositories of one API to read, with what the destination already holds."""
+
+    api: ApiSpec
+    repositories: List[Dict[str, Any]]
+    known: Dict[str, Set[str]]  # repository -> digests already loaded
+    previous: Dict[str, Optional[str]]  # repository -> fingerprint of the last load
+    marked: Set[str]  # repositories that get a scope marker (read in full, tags retired within)
+    tag_status: str
+    image_status: str
+    threads: int = 1
+
+
+@dataclass
+class RepositoryResult:
+    tables: List[Tuple[Any, Any]]  # (model Table, arrow table)
+    fingerprints: Dict[str, Optional[str]]
+    requests: Counter = field(default_factory=Counter)
+
+
+def read_repositories(task: RepositoryTask, api: EcrApi) -> Tuple[Rows, Dict[str, Optional[str]]]:
+    """Read the task's repositories (up to `task.threads` at once) into one `Rows`."""
+    registry_known = lambda registry, name: task.known.get(name, set())  # noqa: E731
+
+    def read(repo: Dict[str, Any]) -> Tuple[Rows, Optional[str]]:
+        name = repo.get("repositoryName")
+        loader = RepositoryLoader(api, registry_known, task.tag_status, task.image_status, name in task.marked)
+        return loader.collect(repo, task.previous.get(name) if isinstance(name, str) else None)
+
+    rows, fingerprints = Rows(), {}
+    for repo, (repo_rows, fingerprint) in zip(task.repositories, map_bounded(read, task.repositories, task.threads)):
+        rows.merge(repo_rows)
+        if isinstance(repo.get("repositoryName"), str):
+            fingerprints[repo["repositoryName"]] = fingerprint
+    return rows, fingerprints
+
+
+_WORKER_APIS: Dict[ApiSpec, EcrApi] = {}
+_WORKER_REQUESTS: Counter = Counter()
+
+
+def read_repositories_in_worker(task: RepositoryTask) -> RepositoryResult:
+    """`read_repositories` in a worker process: one client per API for the process's life,
+    rows returned as arrow tables."""
+    api = _WORKER_APIS.get(task.api)
+    if api is None:
+        api = _WORKER_APIS[task.api] = task.api.build(_WORKER_REQUESTS)
+    before = Counter(_WORKER_REQUESTS)
+    rows, fingerprints = read_repositories(task, api)
+    requests = Counter(_WORKER_REQUESTS)
+    requests.subtract(before)
+    return RepositoryResult(rows.arrow_tables(), fingerprints, +requests)

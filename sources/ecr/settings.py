@@ -18,6 +18,12 @@ DEFAULT_CONCURRENCY = 8
 # rows gathered across repositories before they are yielded as arrow tables (dlt's cost per
 # yielded table is about a millisecond; 50,000 rows are a few tens of MB as dicts)
 EMIT_ROWS = 50_000
+# worker processes (the `processes` setting): used when a DescribeRepositories page holds at
+# least this many repositories (below it, spawning processes costs more than it saves); each
+# task sent to a worker is this many repositories
+PROCESS_MIN_REPOSITORIES = 64
+REPOSITORIES_PER_TASK = 8
+MAX_AUTO_PROCESSES = 4
 
 ACCEPTED_MEDIA_TYPES = [
     "application/vnd.docker.distribution.manifest.v1+json",

@@ -41,7 +41,7 @@ from .. import model
 from ..errors import ApiError, AuthError, BadResponseError, ConfigError, NotFoundError, redact, register_secret
 from ..http import RepeatGuardMixin, build_session, check_response, get_json, paginate
 from ..manifests import DOCKER_MANIFEST_V1_SIGNED, Manifest, ManifestError, parse_manifest
-from ..values import BadValue, to_time
+from ..values import BadValue, snake_case, to_time
 
 from .settings import (
     CONFIG_MEDIA_TYPES,
@@ -79,12 +79,29 @@ def registry_host(registry_url: str) -> str:
 
 
 def repository_path(name: str) -> str:
-    """A repository name in a URL path: its slashes stay, anything else odd is escaped."""
-    return quote(name, safe="/")
+    """A repository name in a URL path: its slashes stay, anything else odd is escaped, and a
+    `.` or `..` component is written `%2E` / `%2E%2E` (else the URL parser would resolve it and
+    the call would read ANOTHER repository: `a/../b` is not `b`)."""
+    return "/".join(_dots(part) for part in quote(name, safe="/").split("/"))
 
 
 def reference_path(reference: str) -> str:
-    return quote(reference, safe=":")
+    return _dots(quote(reference, safe=":"))
+
+
+def _dots(segment: str) -> str:
+    return segment.replace(".", "%2E") if segment in (".", "..") else segment
+
+
+_DOT_SEGMENT = re.compile(r"(?<=/)\.{1,2}(?=/|$)")
+
+
+def keep_dot_segments(url: str) -> str:
+    """`requests` turns the `%2E` of `repository_path` back into `.` (an unreserved character)
+    after it parsed the URL; encode such components again before the request is sent."""
+    parts = urlsplit(url)
+    path = _DOT_SEGMENT.sub(lambda m: m.group(0).replace(".", "%2E"), parts.path)
+    return url if path == parts.path else parts._replace(path=path).geturl()
 
 
 # ---------------------------------------------------------------- errors
@@ -178,6 +195,7 @@ class RegistryAuth(AuthBase):
 
     # -- requests' AuthBase
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.url = keep_dot_segments(request.url or "")  # runs after requests prepared the URL
         header = self._authorization_for(request.url or "")
         if header:
             request.headers["Authorization"] = header
@@ -351,9 +369,32 @@ class _BodyPagesClient(RESTClient):
         return super().extract_response(response, data_selector)
 
 
-def _names(body: Any, key: str) -> List[str]:
-    values = body.get(key) if isinstance(body, dict) else None
-    return [value for value in (values or []) if isinstance(value, str)]
+def _names(body: Any, key: str, call: str, registry: str, odd: Optional[List[Any]] = None) -> List[str]:
+    """The names of one listing page (`repositories` or `tags`).
+
+    `null` is an empty list (the CNCF registry's tag list once the last manifest is deleted).
+    A page without the key, or with something else than a list, stops the run: read as "no
+    names", it would retire every tag of the registry (or repository) as deleted. Entries that
+    are not strings are left out and collected in `odd` (reported by the caller).
+    """
+    if not isinstance(body, dict) or key not in body:
+        what = f"an object without `{key}`" if isinstance(body, dict) else f"a JSON {type(body).__name__}"
+        raise BadResponseError(
+            PROVIDER, call, f"the answer is {what}, not a page of {key}: stopping rather than reading it as none",
+            registry=registry, hint="Check that registry_url points at the registry's API (…/v2/ answers).",
+        )
+    values = body[key]
+    if values is None:
+        return []
+    if not isinstance(values, list):
+        raise BadResponseError(PROVIDER, call, f"`{key}` is a {type(values).__name__}, not a list", registry=registry)
+    names = []
+    for value in values:
+        if isinstance(value, str) and value:
+            names.append(value)
+        elif odd is not None:
+            odd.append(value)
+    return names
 
 
 class OciClient:
@@ -391,6 +432,12 @@ class OciClient:
     # -- listings
     def catalog(self, page_size: int) -> Iterator[List[str]]:
         """Pages of repository names, in the registry's order, each name once."""
+        try:
+            yield from self._catalog(page_size)
+        except BadResponseError as exc:
+            raise self._named(exc) from None
+
+    def _catalog(self, page_size: int) -> Iterator[List[str]]:
         seen: Set[str] = set()
         for page in paginate(
             self.client,
@@ -404,13 +451,28 @@ class OciClient:
             describe=describe_oci_error,
             counter=lambda _call: self.count("catalog"),
         ):
-            names = [name for body in page for name in _names(body, "repositories") if name not in seen]
+            odd: List[Any] = []
+            names = [name for body in page for name in _names(body, "repositories", "GET /v2/_catalog", self.registry, odd)
+                     if name not in seen]
+            if odd:
+                log.warning("oci registry %s: the catalog lists %d entries that are not names, skipped: %s",
+                            self.registry, len(odd), redact(repr(odd[:5])))
             seen.update(names)
             if names:
                 yield names
 
-    def tags(self, repository: str) -> Optional[List[str]]:
-        """Every tag of a repository (following `Link` when offered); None if it is unknown."""
+    def _named(self, error: BadResponseError) -> BadResponseError:
+        """A paging error raised where the registry is not known (the paginator), with it."""
+        if error.registry:
+            return error
+        return BadResponseError(
+            PROVIDER, error.call, error.detail, registry=self.registry,
+            hint="The registry's paging is broken (report it to its operator); nothing of this run was loaded.",
+        )
+
+    def tags(self, repository: str, odd: Optional[List[Any]] = None) -> Optional[List[str]]:
+        """Every tag of a repository (following `Link` when offered); None if it is unknown.
+        Entries that are not tag names go to `odd`."""
         call = f"GET /v2/{repository}/tags/list"
         found: List[str] = []
         try:
@@ -427,9 +489,11 @@ class OciClient:
             ):
                 for body in page:
                     # `{"tags": null}`: the CNCF registry's answer once the last manifest is deleted
-                    found.extend(_names(body, "tags"))
+                    found.extend(_names(body, "tags", call, self.registry, odd))
         except NotFoundError:
             return None
+        except BadResponseError as exc:
+            raise self._named(exc) from None
         return list(dict.fromkeys(found))
 
     def head_digest(self, repository: str, reference: str) -> Optional[str]:
@@ -608,6 +672,25 @@ def map_manifest(
     return rows
 
 
+# what `map_manifest` reads (and the fields of Docker schema 1); any other top-level field of a
+# manifest (a newer spec's `subject`, a vendor's extension) is kept as a column of its own
+MAPPED_MANIFEST_FIELDS = frozenset((
+    "schemaVersion", "mediaType", "config", "layers", "manifests", "annotations", "artifactType",
+    "name", "tag", "architecture", "fsLayers", "history", "signatures",
+))
+
+
+def unmapped_fields(raw: bytes) -> Dict[str, Any]:
+    """Top-level manifest fields the mapping does not read, as snake_case columns."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {snake_case(key): value for key, value in doc.items() if key not in MAPPED_MANIFEST_FIELDS}
+
+
 def problem_row(registry: str, repository: str, call: str, obj: str, reason: str) -> Dict[str, Any]:
     return {
         "provider": PROVIDER, "registry": registry, "repository": repository, "call": call,
@@ -633,7 +716,12 @@ class RepositoryReader:
         """Add the rows of one repository to `rows` (a new collection when None)."""
         registry = self.client.registry
         rows = rows if rows is not None else model.Rows()
-        tags = self.client.tags(repository)
+        odd: List[Any] = []
+        tags = self.client.tags(repository, odd)
+        for entry in odd:
+            rows.add(model.LOAD_PROBLEMS, problem_row(
+                registry, repository, "GET tags/list", repr(entry)[:200], f"a tag list entry that is not a tag name: {entry!r}"
+            ))
         if tags is None:
             if must_exist:
                 raise NotFoundError(
@@ -726,6 +814,8 @@ class RepositoryReader:
             return digest, rows
         config = self._config(repository, manifest, extra_problems)
         rows = map_manifest(registry, repository, fetched, manifest, config, platform)
+        for column, value in unmapped_fields(fetched.raw).items():
+            rows.image.setdefault(column, value)  # never over a column of the model
         rows.problems.extend(extra_problems)
         return digest, rows
 

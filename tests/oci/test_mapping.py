@@ -14,12 +14,15 @@ from sources.oci.helpers import (
     ConfigInfo,
     FetchedManifest,
     LinkPaginator,
+    RegistryAuth,
+    _names,
     describe_oci_error,
     map_manifest,
     normalise_registry_url,
     parse_challenge,
     read_config,
     registry_host,
+    reference_path,
     repository_path,
     scope_for_url,
     sha256_digest,
@@ -74,6 +77,27 @@ def test_registry_url_and_host():
     with pytest.raises(ConfigError):
         normalise_registry_url("ftp://x")
     assert repository_path("team/app with space") == "team/app%20with%20space"
+
+
+def test_dot_components_of_a_name_are_not_resolved_away():
+    # requests/urllib3 resolve `..` and `.` in a path: `a/../b/./c` would read repository `b/c`
+    assert repository_path("a/../b/./c") == "a/%2E%2E/b/%2E/c"
+    assert repository_path("a..b/.x") == "a..b/.x"  # only whole components
+    assert reference_path("..") == "%2E%2E" and reference_path("a..b") == "a..b"
+    url = f"http://r.example/v2/{repository_path('a/../b/./c')}/manifests/{reference_path('..')}"
+    prepared = requests.Request("GET", url, auth=RegistryAuth()).prepare()
+    assert prepared.path_url == "/v2/a/%2E%2E/b/%2E/c/manifests/%2E%2E"
+
+
+def test_a_listing_page_without_its_list_stops_instead_of_reading_as_empty():
+    assert _names({"tags": None}, "tags", "GET tags", "r") == []  # the CNCF registry's empty repository
+    odd: list = []
+    assert _names({"tags": ["a", 1, None, "", "b"]}, "tags", "GET tags", "r", odd) == ["a", "b"]
+    assert odd == [1, None, ""]
+    for body, words in (({"name": "x"}, "without `tags`"), ([1], "JSON list"), ({"tags": "latest"}, "not a list")):
+        with pytest.raises(BadResponseError) as info:
+            _names(body, "tags", "GET /v2/x/tags/list", "reg.example")
+        assert words in str(info.value) and "reg.example" in str(info.value) and "GET /v2/x/tags/list" in str(info.value)
 
 
 def test_describe_oci_error():

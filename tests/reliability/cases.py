@@ -24,6 +24,8 @@ class SourceCase:
     provider: str
     registries: Tuple[str, ...]  # inventory registry names as the emulator expects them
     detail_operation: str  # an emulator operation called several times mid-extract (per-image details)
+    # how the source's error messages name that call, when not by the operation's name
+    detail_call: str = ""
     # env settings that keep a test's retries fast and plentiful (dlt's REST client)
     fast_retries: Dict[str, str] = field(default_factory=dict)
     # source options for fault runs (botocore attempts for ECR)
@@ -246,6 +248,51 @@ def _yandex_reject(emulator: Emulator) -> None:
     emulator._tokens.clear()  # type: ignore[attr-defined]  # issued and static tokens alike
 
 
+@dataclass(frozen=True)
+class OciSourceCase(SourceCase):
+    """OCI: the inventory is one a real registry can hold (blobs with bytes), so the digests the
+    registry serves are the inventory's own."""
+
+    def inventory(self, seed: int = 1, repositories: int = 4, images: int = 40, **kwargs: Any) -> Inventory:
+        from emulators.oci.served import OciInventory
+
+        return OciInventory(seed=seed, registries=self.registries, repositories=repositories, images=images, **kwargs)
+
+
+def _oci_start(inventory: Inventory, faults: Optional[Faults]) -> Tuple[Emulator, Dict[str, str]]:
+    """Debian's docker-registry holding the inventory, behind the fault/hook proxy
+    (emulators/oci/served.py); the `registry` column is the inventory's registry name, so that
+    loads through two instances (other ports) compare equal."""
+    from emulators.oci.served import start_served
+
+    served = start_served(inventory, faults=faults)  # type: ignore[arg-type]
+    return served, {"SOURCES__OCI__REGISTRY_URL": served.url, "SOURCES__OCI__REGISTRY_NAME": served.registry}
+
+
+OCI_USER, OCI_PASSWORD = "rel-oci-user", "rel-oci-password-Ff4Gg5Hh6Jj7"
+
+
+def _oci_credentials(env: Dict[str, str]) -> Tuple[Dict[str, str], List[str]]:
+    from emulators.oci.served import basic_header_value
+
+    env = {**env, "SOURCES__OCI__USERNAME": OCI_USER, "SOURCES__OCI__PASSWORD": OCI_PASSWORD}
+    return env, [OCI_PASSWORD, basic_header_value(OCI_USER, OCI_PASSWORD)]
+
+
+def _oci_basic_secrets(emulator: Emulator, env: Dict[str, str]) -> Tuple[Dict[str, str], List[str]]:
+    """username/password as HTTP basic auth (the registry's htpasswd)."""
+    emulator.require_basic({OCI_USER: OCI_PASSWORD})  # type: ignore[attr-defined]
+    return _oci_credentials(env)
+
+
+def _oci_token_secrets(emulator: Emulator, env: Dict[str, str]) -> Tuple[Dict[str, str], List[str]]:
+    """username/password sent to the bearer-token realm; the tokens it issues are secrets too:
+    the token server appends each one to the list the test greps for."""
+    env, secrets = _oci_credentials(env)
+    emulator.require_token({OCI_USER: OCI_PASSWORD}, issued=secrets)  # type: ignore[attr-defined]
+    return env, secrets
+
+
 CASES: List[SourceCase] = [
     SourceCase(
         "ecr",
@@ -291,8 +338,19 @@ CASES: List[SourceCase] = [
                                  "visible images load, the other names load exactly: open, see docs/reliability.md"},
         reject_credentials=_clear_credentials,
     ),
-    # oci: its demo is a real docker-registry process (no fault injection, no answer hooks);
-    # it is covered by tests/oci, not by this table
+    OciSourceCase(
+        "oci",
+        registries=("oci-reliability",),
+        detail_operation="get_manifest",  # the proxy's name for GET /v2/<name>/manifests/<digest>
+        detail_call="/manifests/",
+        fast_retries={**REST_FAST_RETRIES, **{f"SOURCES__OCI__{name}": "" for name in ("USERNAME", "PASSWORD", "REPOSITORIES")}},
+        secret_settings=("SOURCES__OCI__PASSWORD",),
+        secret_variants=(_oci_basic_secrets, _oci_token_secrets),
+        # the Distribution API lists tags: untagged manifests (not children of a tagged index) are invisible
+        sees_every_manifest=False,
+        reject_credentials=lambda emulator: emulator.reject_credentials(),  # type: ignore[attr-defined]
+        starter=_oci_start,
+    ),
 ]
 
 

@@ -622,3 +622,501 @@ def test_bad_answer_stops_the_run_with_a_clear_error(provider, name, tmp_path):
     assert isinstance(error, BadResponseError), repr(error)
     assert call in str(error) and word in str(error) and provider in str(error)
     FIGURES["bad inputs tried (clear error)"] += 1
+
+
+# ------------------------------------------------------------------ OCI
+# A block of its own (its own tests below) so that merges with the other sources' parts stay
+# clean. The registry is a real docker-registry holding the inventory; the bad answers come from
+# its proxy's `corrupt()` (answers the registry itself would refuse to store). A manifest bent
+# on the way no longer hashes to its digest: the source reports that as well, so each manifest
+# case expects its own reason AND "hash". Inventory edits (odd names) are made before serving.
+OCI_REGISTRY = "oci-reliability"
+OCI_TARGETS = ["oci_manifest_not_json", "oci_manifest_json_array", "oci_manifest_unknown_media_type",
+               "oci_layer_size_not_a_number", "oci_layer_without_digest", "oci_manifest_bytes_not_its_digest",
+               "oci_config_not_json", "oci_config_time_unknown_format", "oci_config_blob_missing",
+               "oci_head_without_digest", "oci_head_not_found"]
+
+
+@dataclass
+class OciBad:
+    """`prepare(inventory, targets)` edits the inventory before the registry is started;
+    `install(emulator, targets)` bends answers; `check(ctx)` asserts the outcome."""
+
+    name: str
+    check: Callable[..., None]
+    install: Callable[..., None] = lambda emulator, targets: None
+    prepare: Callable[..., None] = lambda inventory, targets: None
+    touches: str = "image"  # what the case changes: "image" (targets[name][1]), "repository", "tag", "nothing"
+
+
+def oci_repos(inventory):
+    return sorted(inventory.repositories(), key=lambda r: r.name)
+
+
+def oci_plain_singles(inventory, targets):
+    """Tagged single-platform images with two tags, outside the repository whose tag list is
+    bent to null, in a fixed order."""
+    out = []
+    for repo in oci_repos(inventory):
+        if repo is targets["oci_tags_null"]:
+            continue
+        for digest in sorted(set(repo.tags.values())):
+            image = repo.images[digest]
+            if not image.is_index and len(repo.tags_of(digest)) >= 2:
+                out.append((repo, image))
+    return out
+
+
+def oci_visible(repo):
+    tagged = set(repo.tags.values())
+    return tagged | {child.digest for d in tagged for child in repo.images[d].children}
+
+
+def oci_path_is(request, suffix):
+    return request.path.endswith(suffix)
+
+
+def oci_on_manifest(name, edit):
+    """Bend the GET of the target image's manifest: edit(response) edits `response.body` (the
+    decoded JSON) in place or returns a new Response."""
+
+    def install(emulator, targets):
+        digest = targets[name][1].digest
+
+        def rewrite(request, response):
+            if request.method == "GET" and oci_path_is(request, f"/manifests/{digest}") and response.status == 200:
+                return edit(response)
+
+        emulator.corrupt("get_manifest", rewrite)
+
+    return install
+
+
+def oci_on_config(name, edit):
+    """Bend the GET of the target image's config blob (served as octet-stream: decoded here)."""
+
+    def install(emulator, targets):
+        digest = targets[name][1].config.digest
+
+        def rewrite(request, response):
+            if oci_path_is(request, f"/blobs/{digest}") and response.status == 200:
+                return edit(response)
+
+        emulator.corrupt("get_blob", rewrite)
+
+    return install
+
+
+def oci_image_case(name, check, install):
+    def prepare(inventory, targets):
+        targets[name] = oci_plain_singles(inventory, targets)[OCI_TARGETS.index(name)]
+
+    return OciBad(name, lambda ctx: check(ctx, *ctx["targets"][name]), install, prepare)
+
+
+def oci_doc_edit(fn):
+    def edit(response):
+        fn(response.body)
+
+    return edit
+
+
+def oci_replace_body(body):
+    def edit(response):
+        raw = body(response) if callable(body) else body
+        return Response(200, raw, dict(response.headers), content_type=response.content_type)
+
+    return edit
+
+
+def oci_image(ctx, digest):
+    rows = query(ctx["pipeline"], "SELECT size_bytes, created_at, media_type, platform_os, manifest_size_bytes FROM images"
+                 " WHERE digest = %s", digest)
+    assert len(rows) == 1, f"{digest}: {len(rows)} rows"
+    return dict(zip(("size_bytes", "created_at", "media_type", "platform_os", "manifest_size_bytes"), rows[0]))
+
+
+def oci_reasons(ctx, obj, call="GET manifest"):
+    return [p[5] for p in problems(ctx, call, obj)]
+
+
+def oci_expect_reasons(ctx, obj, *groups, call="GET manifest"):
+    """One problem row per group of words, and no other rows for `obj`."""
+    reasons = oci_reasons(ctx, obj, call)
+    assert len(reasons) == len(groups), reasons
+    for words in groups:
+        assert [r for r in reasons if all(w in r for w in words)], (words, reasons)
+    assert all(p[0] == "oci" and p[1] == OCI_REGISTRY for p in problems(ctx, call, obj))
+
+
+def oci_layers_exact(ctx, image):
+    assert [l[1:] for l in layers(ctx, image.digest)] == [(l.digest, l.size) for l in image.layers]
+
+
+def oci_check_not_json(ctx, repo, image):
+    row = oci_image(ctx, image.digest)
+    assert row["media_type"] == image.media_type and row["size_bytes"] is None and row["manifest_size_bytes"] == len(OCI_BROKEN)
+    assert layers(ctx, image.digest) == []
+    oci_expect_reasons(ctx, image.digest, ("not valid JSON",), ("hash",))
+
+
+def oci_check_array(ctx, repo, image):
+    assert oci_image(ctx, image.digest)["size_bytes"] is None and layers(ctx, image.digest) == []
+    oci_expect_reasons(ctx, image.digest, ("JSON list", "not an object"), ("hash",))
+
+
+def oci_check_unknown_type(ctx, repo, image):
+    row = oci_image(ctx, image.digest)
+    assert row["media_type"] == "application/x-unknown+json" and row["size_bytes"] == image.content_size
+    oci_layers_exact(ctx, image)
+    oci_expect_reasons(ctx, image.digest, ("unknown manifest media type", "application/x-unknown+json"),
+                       ("Content-Type", "differs"), ("hash",))
+
+
+def oci_check_layer_size(ctx, repo, image):
+    assert layers(ctx, image.digest) == [(i, l.digest, None if i == 1 else l.size) for i, l in enumerate(image.layers)]
+    assert oci_image(ctx, image.digest)["size_bytes"] is None  # a sum with an unknown part is unknown
+    oci_expect_reasons(ctx, image.digest, ("layer 1 size", "big"), ("hash",))
+
+
+def oci_check_layer_digest(ctx, repo, image):
+    want = [(i, None if i == 0 else l.digest, l.size) for i, l in enumerate(image.layers)]
+    assert layers(ctx, image.digest) == want
+    assert oci_image(ctx, image.digest)["size_bytes"] == image.content_size
+    oci_expect_reasons(ctx, image.digest, ("layer 0 has no digest",), ("hash",))
+
+
+def oci_check_bytes(ctx, repo, image):
+    row = oci_image(ctx, image.digest)
+    assert row["size_bytes"] == image.content_size and row["created_at"] == image.created
+    oci_layers_exact(ctx, image)
+    oci_expect_reasons(ctx, image.digest, ("hash to", image.digest))
+
+
+def oci_check_config(words):
+    def check(ctx, repo, image):
+        row = oci_image(ctx, image.digest)
+        assert row["created_at"] is None and row["platform_os"] is None and row["size_bytes"] == image.content_size
+        oci_layers_exact(ctx, image)
+        oci_expect_reasons(ctx, image.digest, ("config blob", image.config.digest) + words)
+
+    return check
+
+
+def oci_check_config_time(ctx, repo, image):
+    row = oci_image(ctx, image.digest)
+    assert row["created_at"] is None and row["platform_os"] == "linux" and row["size_bytes"] == image.content_size
+    oci_expect_reasons(ctx, image.digest, ("config created", "yesterday"))
+
+
+def oci_check_head_without_digest(ctx, repo, image):
+    # the client GETs the manifest and hashes it: the same digest, nothing to report
+    row = oci_image(ctx, image.digest)
+    assert row["size_bytes"] == image.content_size and row["created_at"] == image.created
+    assert {t: d for (_, r, t), d in ctx["current_tags"].items() if r == repo.name and d == image.digest} == \
+        {t: image.digest for t in repo.tags_of(image.digest)}
+    assert problems(ctx, obj=image.digest) == []
+
+
+def oci_check_head_not_found(ctx, repo, image):
+    tag = repo.tags_of(image.digest)[0]
+    assert (OCI_REGISTRY, repo.name, tag) not in ctx["current_tags"]
+    assert oci_image(ctx, image.digest)["size_bytes"] == image.content_size  # still reached by its other tag
+    oci_expect_reasons(ctx, tag, ("listed but its manifest is not found",), call="HEAD manifest")
+
+
+def oci_head(name, edit):
+    """Bend the HEAD of the target image's first tag."""
+
+    def install(emulator, targets):
+        repo, image = targets[name]
+        tag = repo.tags_of(image.digest)[0]
+
+        def rewrite(request, response):
+            if request.method == "HEAD" and oci_path_is(request, f"/manifests/{tag}"):
+                return edit(response)
+
+        emulator.corrupt("head_manifest", rewrite)
+
+    return install
+
+
+def _oci_drop_digest_header(response):
+    response.headers = {k: v for k, v in response.headers.items() if k.lower() != "docker-content-digest"}
+
+
+OCI_BROKEN = b'{"schemaVersion": 2, "layers": [ {not json'
+OCI_ODD_TAG = "it's; DROP TABLE tags;--\"☃\"%2F..\\x00?"
+OCI_ODD_REPOSITORY = "x'); DROP TABLE images; --/é ☃"
+
+
+def oci_prepare_odd_tag(inventory, targets):
+    repo = oci_repos(inventory)[1]
+    tag = sorted(repo.tags)[0]
+    repo.tags[OCI_ODD_TAG] = repo.tags.pop(tag)
+    targets["oci_tag_with_odd_characters"] = (repo.name, repo.tags[OCI_ODD_TAG])
+
+
+def oci_check_odd_tag(ctx):
+    name, digest = ctx["targets"]["oci_tag_with_odd_characters"]
+    assert ctx["current_tags"][(OCI_REGISTRY, name, OCI_ODD_TAG)] == digest
+
+
+def oci_prepare_odd_repository(inventory, targets):
+    repo = [r for r in oci_repos(inventory) if r is not targets["oci_tags_null"]][2]
+    del inventory.registries[repo.registry][repo.name]
+    repo.name = OCI_ODD_REPOSITORY
+    inventory.registries[repo.registry][repo.name] = repo
+    targets["oci_repository_with_odd_characters"] = repo
+
+
+def oci_check_odd_repository(ctx):
+    repo = ctx["targets"]["oci_repository_with_odd_characters"]
+    tags = {k[2]: d for k, d in ctx["current_tags"].items() if k[1] == OCI_ODD_REPOSITORY}
+    lost = {repo.tags_of(image.digest)[0] for r, image in [ctx["targets"]["oci_head_not_found"]] if r is repo}
+    assert tags == {t: d for t, d in repo.tags.items() if t not in lost}
+    rows = query(ctx["pipeline"], "SELECT image_count, tag_count FROM repositories WHERE repository = %s", OCI_ODD_REPOSITORY)
+    assert rows == [(len(set(tags.values())), len(tags))]
+
+
+def oci_install_tags_null(emulator, targets):
+    repo = targets["oci_tags_null"]
+
+    def rewrite(request, response):
+        if response.status == 200 and isinstance(response.body, dict) and response.body.get("name") == repo.name:
+            response.body["tags"] = None
+
+    emulator.corrupt("tags", rewrite)
+
+
+def oci_check_tags_null(ctx):
+    # the CNCF registry's answer once every manifest of a repository is deleted: an empty repository
+    repo = ctx["targets"]["oci_tags_null"]
+    rows = query(ctx["pipeline"], "SELECT image_count, tag_count FROM repositories WHERE repository = %s", repo.name)
+    assert rows == [(0, 0)]
+    assert not [k for k in ctx["current_tags"] if k[1] == repo.name]
+    assert [p for p in problems(ctx) if p[2] == repo.name] == []
+
+
+def oci_install_odd_tag_entries(emulator, targets):
+    repo = targets["oci_tag_list_with_duplicates_and_non_names"]
+
+    def rewrite(request, response):
+        if response.status == 200 and isinstance(response.body, dict) and response.body.get("name") == repo.name:
+            tags = response.body["tags"]
+            response.body["tags"] = tags + [tags[0], 42, None, ""]
+
+    emulator.corrupt("tags", rewrite)
+
+
+def oci_check_odd_tag_entries(ctx):
+    repo = ctx["targets"]["oci_tag_list_with_duplicates_and_non_names"]
+    assert {k[2]: d for k, d in ctx["current_tags"].items() if k[1] == repo.name} == dict(repo.tags)
+    found = problems(ctx, call="GET tags/list")
+    assert sorted(p[4] for p in found if p[2] == repo.name) == sorted(["42", "None", "''"]), found
+    assert all("not a tag name" in p[5] for p in found)
+
+
+def oci_install_empty_catalog_page(emulator, targets):
+    def rewrite(request, response):
+        if "after-empty" not in request.raw_query:
+            link = '</v2/_catalog?n=100&after-empty=1>; rel="next"'
+            return Response(200, {"repositories": []}, {"Link": link}, content_type="application/json")
+
+    emulator.corrupt("catalog", rewrite)
+
+
+def oci_check_empty_catalog_page(ctx):
+    assert {r for (r,) in query(ctx["pipeline"], "SELECT repository FROM repositories")} == {r.name for r in ctx["inventory"].repositories()}
+
+
+def oci_install_index_child_platform(emulator, targets):
+    digest = targets["oci_index_child_without_platform"][1].digest
+
+    def rewrite(request, response):
+        if request.method == "GET" and oci_path_is(request, f"/manifests/{digest}"):
+            for child in response.body["manifests"]:
+                child.pop("platform", None)
+
+    emulator.corrupt("get_manifest", rewrite)
+
+
+def oci_prepare_index(inventory, targets):
+    for repo in oci_repos(inventory):
+        if repo is targets["oci_tags_null"]:
+            continue
+        for digest in sorted(set(repo.tags.values())):
+            if repo.images[digest].is_index:
+                targets["oci_index_child_without_platform"] = (repo, repo.images[digest])
+                return
+    raise AssertionError("the inventory has no tagged index")
+
+
+def oci_check_index_child_platform(ctx):
+    repo, index = ctx["targets"]["oci_index_child_without_platform"]
+    rows = query(ctx["pipeline"], "SELECT digest, platform_os, platform_arch FROM images__manifests WHERE image_digest = %s ORDER BY position", index.digest)
+    assert rows == [(c.digest, None, None) for c in index.children]
+    for child in index.children:  # the children's own rows take the platform from their configs
+        assert query(ctx["pipeline"], "SELECT platform_os, platform_arch FROM images WHERE digest = %s", child.digest) == [child.platform[:2]]
+    oci_expect_reasons(ctx, index.digest, ("hash",))
+
+
+def _oci_unknown_type(doc):
+    doc["mediaType"] = "application/x-unknown+json"
+
+
+def _oci_layer_big(doc):
+    doc["layers"][1]["size"] = "big"
+
+
+def _oci_layer_no_digest(doc):
+    doc["layers"][0].pop("digest")
+
+
+def _oci_config_time(response):
+    doc = json.loads(response.body)
+    doc["created"] = "yesterday"
+    return Response(200, json.dumps(doc).encode(), dict(response.headers), content_type=response.content_type)
+
+
+OCI_CORPUS: List[OciBad] = [  # the first one picks the repository the others stay out of
+    OciBad("oci_tags_null", oci_check_tags_null, oci_install_tags_null,
+           lambda inventory, targets: targets.__setitem__("oci_tags_null", oci_repos(inventory)[-1]), touches="repository"),
+    oci_image_case("oci_manifest_not_json", oci_check_not_json, oci_on_manifest("oci_manifest_not_json", oci_replace_body(OCI_BROKEN))),
+    oci_image_case("oci_manifest_json_array", oci_check_array, oci_on_manifest("oci_manifest_json_array", oci_replace_body(b"[1, 2]"))),
+    oci_image_case("oci_manifest_unknown_media_type", oci_check_unknown_type,
+                   oci_on_manifest("oci_manifest_unknown_media_type", oci_doc_edit(_oci_unknown_type))),
+    oci_image_case("oci_layer_size_not_a_number", oci_check_layer_size, oci_on_manifest("oci_layer_size_not_a_number", oci_doc_edit(_oci_layer_big))),
+    oci_image_case("oci_layer_without_digest", oci_check_layer_digest, oci_on_manifest("oci_layer_without_digest", oci_doc_edit(_oci_layer_no_digest))),
+    oci_image_case("oci_manifest_bytes_not_its_digest", oci_check_bytes,
+                   oci_on_manifest("oci_manifest_bytes_not_its_digest", oci_replace_body(lambda r: json.dumps(r.body).encode() + b"\n"))),
+    oci_image_case("oci_config_not_json", oci_check_config(("not JSON",)),
+                   oci_on_config("oci_config_not_json", oci_replace_body(b"<html>gateway</html>"))),
+    oci_image_case("oci_config_time_unknown_format", oci_check_config_time, oci_on_config("oci_config_time_unknown_format", _oci_config_time)),
+    oci_image_case("oci_config_blob_missing", oci_check_config(("BLOB_UNKNOWN",)),
+                   oci_on_config("oci_config_blob_missing", lambda r: Response(404, {"errors": [{"code": "BLOB_UNKNOWN", "message": "blob unknown to registry"}]}))),
+    oci_image_case("oci_head_without_digest", oci_check_head_without_digest, oci_head("oci_head_without_digest", _oci_drop_digest_header)),
+    oci_image_case("oci_head_not_found", oci_check_head_not_found,
+                   oci_head("oci_head_not_found", lambda r: Response(404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}))),
+    OciBad("oci_index_child_without_platform", oci_check_index_child_platform, oci_install_index_child_platform, oci_prepare_index, touches="index"),
+    OciBad("oci_tag_with_odd_characters", oci_check_odd_tag, prepare=oci_prepare_odd_tag, touches="nothing"),
+    OciBad("oci_repository_with_odd_characters", oci_check_odd_repository, prepare=oci_prepare_odd_repository, touches="nothing"),
+    OciBad("oci_tag_list_with_duplicates_and_non_names", oci_check_odd_tag_entries, oci_install_odd_tag_entries,
+           lambda inventory, targets: targets.__setitem__("oci_tag_list_with_duplicates_and_non_names", oci_repos(inventory)[0]), touches="nothing"),
+    OciBad("oci_empty_catalog_page_with_next_link", oci_check_empty_catalog_page, oci_install_empty_catalog_page, touches="nothing"),
+]
+_oci_shared: Dict[str, Any] = {}
+
+
+def oci_shared_load(tmp_path_factory):
+    """One load with every non-fatal OCI bad input installed at once."""
+    if not _oci_shared:
+        case = AVAILABLE["oci"]
+        inventory = case.inventory(seed=45, repositories=5, images=40)
+        targets: Dict[str, Any] = {}
+        for bad in OCI_CORPUS:
+            bad.prepare(inventory, targets)
+        with serving(case, inventory) as (emulator, _):
+            for bad in OCI_CORPUS:
+                bad.install(emulator, targets)
+            pipeline, _ = load(tmp_path_factory.mktemp("bad-oci"), case)
+        _oci_shared.update(pipeline=pipeline, inventory=inventory, targets=targets, provider="oci",
+                           current_tags=current_tags(pipeline, "oci"))
+    return _oci_shared
+
+
+OCI_PARAMS = [pytest.param(bad, id=bad.name) for bad in OCI_CORPUS] if "oci" in AVAILABLE else []
+
+
+@pytest.mark.parametrize("bad", OCI_PARAMS)
+def test_oci_bad_record_loads_as_far_as_sound_and_is_reported(bad, tmp_path_factory):
+    bad.check(oci_shared_load(tmp_path_factory))
+    FIGURES["bad inputs tried (loaded as far as sound)"] += 1
+
+
+@pytest.mark.skipif("oci" not in AVAILABLE, reason="oci not in the catalog")
+def test_oci_everything_the_bad_inputs_did_not_touch_loads_exactly(tmp_path_factory):
+    ctx = oci_shared_load(tmp_path_factory)
+    pipeline, inventory, targets = ctx["pipeline"], ctx["inventory"], ctx["targets"]
+    touched = {targets[bad.name][1].digest for bad in OCI_CORPUS if bad.touches in ("image", "index")}
+    skipped_repo = targets["oci_tags_null"].name
+    repos = [repo for repo in inventory.repositories() if repo.name != skipped_repo]
+    want = {}
+    for repo in repos:
+        for digest in oci_visible(repo) - touched:
+            image = repo.images[digest]
+            want[(repo.name, digest)] = (None if image.is_index else image.content_size,
+                                         None if image.is_index else image.created, image.media_type)
+    rows = query(pipeline, "SELECT repository, digest, size_bytes, created_at, media_type FROM images")
+    assert {(r, d): tuple(rest) for r, d, *rest in rows if d not in touched} == want
+    got_layers = {(r, d): l for r, d, l in query(pipeline, "SELECT repository, image_digest, list((position, digest, size_bytes) ORDER BY position)"
+                                                             " FROM images__layers GROUP BY 1, 2")}
+    for (name, digest) in want:
+        image = inventory.registries[OCI_REGISTRY][name].images[digest]
+        assert [tuple(x.values()) if isinstance(x, dict) else tuple(x) for x in got_layers.get((name, digest), [])] == \
+            [(i, l.digest, l.size) for i, l in enumerate(image.layers)]
+    repo, image = targets["oci_head_not_found"]
+    lost = (OCI_REGISTRY, repo.name, repo.tags_of(image.digest)[0])
+    expected = {(OCI_REGISTRY, r.name, t): d for r in repos for t, d in r.tags.items()}
+    del expected[lost]
+    assert ctx["current_tags"] == expected
+    # every problem row names provider, registry, repository, call and object, and belongs to a case
+    rows = query(pipeline, "SELECT provider, registry, repository, call, object, reason FROM load_problems")
+    assert all(r[0] == "oci" and r[1] == OCI_REGISTRY and r[2] and r[3] and r[5] for r in rows)
+    assert len(rows) == 20, rows  # the per-case counts asserted above: 2+2+3+2+2+1 manifests, 3 configs, 1 HEAD, 1 index, 3 tag entries
+    assert not duplicates_of(pipeline)
+
+
+def duplicates_of(pipeline):
+    from tests.reliability.support import db_path, duplicates
+
+    return {k: v for k, v in duplicates(db_path(pipeline)).items() if v}
+
+
+def oci_link_repeats(operation):
+    def install(emulator):
+        def rewrite(request, response):
+            if response.status == 200:
+                response.headers["Link"] = f'<{request.path}?n=100&last=same>; rel="next"'
+
+        emulator.corrupt(operation, rewrite)
+
+    return install
+
+
+def oci_answer(operation, body, content_type="application/json"):
+    def install(emulator):
+        def rewrite(request, response):
+            if response.status == 200:
+                value = body(response.body) if callable(body) else body
+                return Response(200, value, content_type=content_type)
+
+        emulator.corrupt(operation, rewrite)
+
+    return install
+
+
+OCI_FATAL = {
+    "oci_catalog_link_repeats": (oci_link_repeats("catalog"), "GET /v2/_catalog", "repeats"),
+    "oci_tags_link_repeats": (oci_link_repeats("tags"), "/tags/list", "repeats"),
+    "oci_catalog_not_json": (oci_answer("catalog", b"<html>gateway error</html>", "text/html"), "GET /v2/_catalog", "not JSON"),
+    "oci_catalog_without_repositories": (oci_answer("catalog", {"items": []}), "GET /v2/_catalog", "without `repositories`"),
+    "oci_catalog_names_not_a_list": (oci_answer("catalog", {"repositories": "all"}), "GET /v2/_catalog", "not a list"),
+    "oci_tags_without_tags": (oci_answer("tags", lambda body: {"name": body["name"]}), "/tags/list", "without `tags`"),
+    "oci_tags_not_json": (oci_answer("tags", b"<html>", "text/html"), "/tags/list", "not JSON"),
+}
+OCI_FATAL_PARAMS = [pytest.param(name, id=name) for name in OCI_FATAL] if "oci" in AVAILABLE else []
+
+
+@pytest.mark.parametrize("name", OCI_FATAL_PARAMS)
+def test_oci_bad_answer_stops_the_run_with_a_clear_error(name, tmp_path):
+    case = AVAILABLE["oci"]
+    install, call, word = OCI_FATAL[name]
+    with serving(case, case.inventory(seed=5, repositories=2, images=6)) as (emulator, _):
+        install(emulator)
+        with pytest.raises(Exception) as info:
+            load(tmp_path, case)
+    error = _root_cause(info.value)
+    assert isinstance(error, BadResponseError), repr(error)
+    assert call in str(error) and word in str(error) and f"oci registry {OCI_REGISTRY}" in str(error), str(error)
+    FIGURES["bad inputs tried (clear error)"] += 1

@@ -1,0 +1,156 @@
+"""ECR reruns that skip unchanged repositories (listing fingerprints in state), and reading
+repositories in worker processes: both must give exactly the rows of a plain full load."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import pytest
+
+import sources.ecr as ecr_module
+from emulators.inventory import Inventory
+from pipelines.load import run_load
+from sources.errors import AuthError
+from tests.ecr.conftest import ecr_registry
+from tests.support import (
+    current_tags,
+    expected_children,
+    expected_images,
+    expected_layers,
+    expected_tags,
+    loaded_children,
+    loaded_images,
+    loaded_layers,
+    new_pipeline,
+    query,
+    tag_history,
+)
+
+
+def load(pipeline, **options):
+    counter = Counter()
+    run_load(pipeline, ["ecr"], source_options={"ecr": {"request_counter": counter, **options}})
+    return counter
+
+
+def snapshot(pipeline):
+    """Everything a load decides, without dlt's load ids and wall-clock validity times."""
+    return {
+        "images": loaded_images(pipeline, "ecr"),
+        "layers": loaded_layers(pipeline, "ecr"),
+        "children": loaded_children(pipeline, "ecr"),
+        "tags": current_tags(pipeline, "ecr"),
+        "history": tag_history(pipeline, "ecr"),
+        "repositories": sorted(query(pipeline, "SELECT registry, repository, image_count, created_at FROM repositories")),
+    }
+
+
+def assert_matches_inventory(pipeline, inventory):
+    assert loaded_images(pipeline, "ecr") == expected_images(inventory, ecr_registry)
+    assert loaded_layers(pipeline, "ecr") == expected_layers(inventory, ecr_registry)
+    assert loaded_children(pipeline, "ecr") == expected_children(inventory, ecr_registry)
+    assert current_tags(pipeline, "ecr") == expected_tags(inventory, ecr_registry)
+
+
+def rows_loaded(pipeline, table):
+    return pipeline.last_trace.last_normalize_info.row_counts.get(table, 0)
+
+
+@pytest.fixture
+def in_processes(monkeypatch):
+    """Worker processes even for a small registry (normally from 64 repositories a page)."""
+    monkeypatch.setattr(ecr_module, "PROCESS_MIN_REPOSITORIES", 2)
+    monkeypatch.setattr(ecr_module, "REPOSITORIES_PER_TASK", 3)
+
+
+def test_worker_processes_load_exactly_what_one_process_loads(tmp_path, ecr_env, in_processes):
+    inventory = Inventory(seed=31, registries=("us-east-1", "eu-west-1"), repositories=10, images=400)
+    emulator = ecr_env(inventory)
+    pooled, single = new_pipeline(tmp_path / "pooled"), new_pipeline(tmp_path / "single")
+    counter = load(pooled, processes=2)
+    load(single, processes=1)
+    assert_matches_inventory(pooled, inventory)
+    assert snapshot(pooled) == snapshot(single)
+    # the workers' calls are counted in the caller's counter
+    assert counter["ListImages"] == 10 and counter["DescribeImages"] == emulator.counters["DescribeImages"] / 2
+
+    inventory.move_tags(12)
+    inventory.delete_tags(4)
+    inventory.push_images(15)
+    emulator.inventory_changed()
+    load(pooled, processes=2)
+    load(single, processes=1)
+    assert_matches_inventory(pooled, inventory)
+    assert snapshot(pooled) == snapshot(single)
+
+
+def test_a_failure_in_a_worker_reaches_the_caller_as_our_error(tmp_path, ecr_env, in_processes):
+    inventory = Inventory(seed=32, registries=("us-east-1",), repositories=6, images=60)
+    emulator = ecr_env(inventory)
+
+    def refuse(request, response):
+        from emulators.ecr import AwsError
+
+        return emulator._error(AwsError(400, "AccessDeniedException", "not authorized to perform: ecr:ListImages"))
+
+    emulator.corrupt("ListImages", refuse)
+    pipeline = new_pipeline(tmp_path)
+    with pytest.raises(Exception) as caught:
+        load(pipeline, processes=2)
+    error = caught.value
+    while not isinstance(error, AuthError) and error.__cause__ is not None:
+        error = error.__cause__  # dlt wraps what a resource raised
+    assert isinstance(error, AuthError)
+    assert "ListImages" in str(error) and "us-east-1" in str(error) and "ecr:ListImages" in str(error)
+
+
+def test_unchanged_repositories_give_no_rows_and_changed_ones_are_reloaded(tmp_path, ecr_env):
+    inventory = Inventory(seed=33, registries=("us-east-1",), repositories=6, images=240)
+    emulator = ecr_env(inventory)
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline)
+
+    emulator.reset_counters()
+    load(pipeline)  # nothing changed
+    assert rows_loaded(pipeline, "tags") == 0 and rows_loaded(pipeline, "repositories") == 0
+    assert emulator.counters["ListImages"] == 6 and emulator.counters["DescribeImages"] == 0
+
+    (repo, tag, old, new), = inventory.move_tags(1)
+    emulator.inventory_changed()
+    load(pipeline)
+    # one repository re-read: its tags and one scope marker, nothing of the other five
+    assert rows_loaded(pipeline, "tags") == len(repo.tags) + 1
+    assert rows_loaded(pipeline, "repositories") == 1
+    assert rows_loaded(pipeline, "images") == 0
+    assert_matches_inventory(pipeline, inventory)
+    assert tag_history(pipeline, "ecr")[(ecr_registry(repo.registry), repo.name, tag)] == [(old, False), (new, True)]
+
+
+def test_a_vanished_repository_has_its_tags_retired(tmp_path, ecr_env):
+    inventory = Inventory(seed=34, registries=("us-east-1",), repositories=5, images=150)
+    emulator = ecr_env(inventory)
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline)
+    gone = sorted(inventory.registries["us-east-1"])[0]
+    inventory.registries["us-east-1"].pop(gone)
+    emulator.inventory_changed()
+    load(pipeline)
+    open_rows = dict(query(pipeline, "SELECT repository, count(*) FROM tags WHERE valid_to IS NULL GROUP BY ALL"))
+    assert gone not in open_rows
+    assert current_tags(pipeline, "ecr") == expected_tags(inventory, ecr_registry)
+    # its fingerprint is forgotten with it: the next run is a no-op again
+    load(pipeline)
+    assert rows_loaded(pipeline, "tags") == 0
+
+
+def test_a_replaced_destination_is_loaded_in_full_even_though_state_remembers(tmp_path, ecr_env):
+    """The fingerprints live in dlt's local state too: a destination emptied or replaced behind
+    its back must not be taken for 'nothing changed'."""
+    inventory = Inventory(seed=35, registries=("us-east-1",), repositories=4, images=120)
+    ecr_env(inventory)
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline)
+    os.remove(tmp_path / "registry_etl.duckdb")
+    load(pipeline)
+    assert_matches_inventory(pipeline, inventory)
