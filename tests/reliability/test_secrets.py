@@ -18,7 +18,7 @@ import pytest
 
 from sources.errors import RedactingFilter
 from tests.reliability.cases import available
-from tests.reliability.support import ROOT, cli, cli_env, db_path, environment_unsetting, load, serving
+from tests.reliability.support import ROOT, cli, cli_env, db_path, environment_unsetting, load, serving, snapshot
 
 CASES = [case for case in available() if case.credential_variants()]
 VARIANTS = [pytest.param(case, index, id=f"{case.provider}-{index}") for case in CASES for index in range(len(case.credential_variants()))]
@@ -191,14 +191,17 @@ def exception_text(exc):
 
 TLS_CASES = [pytest.param(case, id=case.provider) for case in available()]
 CA_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE", "SSL_CERT_FILE")
+# the sources that have a setting turning verification off (the others have none)
+TLS_OFF_SETTINGS = {"oci": "SOURCES__OCI__VERIFY_TLS"}
 
 
 @pytest.mark.parametrize("case", TLS_CASES)
-def test_every_source_verifies_tls_and_accepts_a_trusted_ca(tmp_path, case):
+def test_every_source_verifies_tls_and_accepts_a_trusted_ca(tmp_path, case, caplog):
     """The registry (and Yandex's IAM endpoint) on HTTPS with a certificate nobody trusts: the
-    source refuses it (no setting of these sources turns verification off: no call reaches the
-    emulator); the same certificate given through the standard CA-bundle settings (requests'
-    `REQUESTS_CA_BUNDLE`, botocore's `AWS_CA_BUNDLE`): the load runs, exactly."""
+    source refuses it, no call reaches the emulator; the same certificate given through the
+    standard CA-bundle settings (requests' `REQUESTS_CA_BUNDLE`, botocore's `AWS_CA_BUNDLE`): the
+    load runs. A source with a setting that turns verification off (OCI's `verify_tls`): with it
+    the untrusted registry loads, and a warning says verification is off."""
     cert_path, key_path = self_signed_certificate(str(tmp_path))
     inventory = case.inventory(seed=3, repositories=2, images=6)
     with serving(case, inventory) as (emulator, env):
@@ -214,6 +217,14 @@ def test_every_source_verifies_tls_and_accepts_a_trusted_ca(tmp_path, case):
         with environment_unsetting({**env, **{name: "" for name in CA_SETTINGS},
                                     "REQUESTS_CA_BUNDLE": cert_path, "AWS_CA_BUNDLE": cert_path}):
             pipeline, _ = load(tmp_path / "trusted", case)
+        assert not [r for r in caplog.records if "TLS certificate verification is OFF" in r.getMessage()]
+
+        if case.provider in TLS_OFF_SETTINGS:
+            with environment_unsetting({**env, **{name: "" for name in CA_SETTINGS}, TLS_OFF_SETTINGS[case.provider]: "false"}):
+                with caplog.at_level(logging.WARNING):
+                    unverified, _ = load(tmp_path / "unverified", case)
+            assert any("TLS certificate verification is OFF" in r.getMessage() for r in caplog.records)
+            assert snapshot(db_path(unverified), case.volatile)["images"] == snapshot(db_path(pipeline), case.volatile)["images"]
     expected = {digest for repo in inventory.repositories() for digest in repo.images}
     with duckdb.connect(db_path(pipeline), read_only=True) as con:
         loaded = {digest for (digest,) in con.execute("SELECT DISTINCT digest FROM registry.images").fetchall()}
