@@ -10,10 +10,10 @@ loads of the dataset apart (the CLI's lock only covers one machine).
 
 import os
 
-import dlt
 from dagster import AssetExecutionContext, Definitions, ScheduleDefinition, define_asset_job
 from dagster_dlt import DagsterDltResource, dlt_assets
 
+from pipelines.load import make_pipeline
 from sources.ecr import ecr_source
 
 DESTINATION = os.environ.get("DESTINATION_TYPE", "duckdb")
@@ -21,7 +21,8 @@ DESTINATION = os.environ.get("DESTINATION_TYPE", "duckdb")
 
 @dlt_assets(
     dlt_source=ecr_source(),
-    dlt_pipeline=dlt.pipeline(pipeline_name="registry_etl", dataset_name="registry", destination=DESTINATION),
+    # make_pipeline: for DuckDB, the destination whose merge can spill under the memory limit
+    dlt_pipeline=make_pipeline(destination=DESTINATION),
     name="registry_ecr",
     group_name="registry",
 )

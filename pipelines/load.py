@@ -125,8 +125,11 @@ def make_pipeline(
     if destination is None:
         destination = os.environ.get("DESTINATION_TYPE") or "duckdb"
     if destination == "duckdb":
+        from .duckdb_destination import registry_duckdb
+
         path = duckdb_path or os.environ.get("DESTINATION__DUCKDB__CREDENTIALS") or DEFAULT_DUCKDB
-        destination = dlt.destinations.duckdb(path)
+        # dlt's duckdb with a merge that can spill (pipelines/duckdb_destination.py)
+        destination = registry_duckdb(path)
     return dlt.pipeline(
         pipeline_name=pipeline_name,
         destination=destination,

@@ -8,7 +8,9 @@ fetched again.
 
 `RepositoryStamps` keeps, in dlt's resource state, the update stamp each repository had at
 the last successful load (NCP `last_updated`, SWR `updated_at`); dlt commits that state with
-the data, so a failed load does not advance it.
+the data, so a failed load does not advance it. It also tells which repositories an earlier load
+saw (`repositories_of`, `forget_unlisted`), so a source can close the tag history of one that
+vanished since.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class KnownImages:
     def load_page(self, repositories: Iterable[RepoKey]) -> None:
         """Hold the digests of these repositories only (one page of a listing), instead of
         the whole provider's: memory bounded by a page, not by the registry."""
-        wanted = sorted(set(repositories))
+        wanted = sorted({(r, n) for r, n in repositories if isinstance(r, str) and isinstance(n, str)})
         with self._lock:
             self._known = self._load(wanted) if wanted else {}
 
@@ -105,6 +107,36 @@ class RepositoryStamps:
         with self._lock:
             stamps = dlt.current.resource_state().setdefault("stamps", {})
             stamps[self._key(registry, repository)] = str(stamp)
+
+    def _stamps(self) -> Dict[str, str]:
+        return dlt.current.resource_state().setdefault("stamps", {})
+
+    def repositories_of(self, registry: str) -> Set[str]:
+        """The repositories of `registry` that have a stamp (an earlier load saw them)."""
+        prefix = self._key(registry, "")
+        with self._lock:
+            return {key[len(prefix):] for key in self._stamps() if key.startswith(prefix)}
+
+    def registries(self) -> Set[str]:
+        """The registries with at least one stamped repository."""
+        with self._lock:
+            return {key.split("\x1f", 1)[0] for key in self._stamps()}
+
+    def forget(self, registry: str, repository: str) -> None:
+        """Drop a repository's stamp (it vanished: the next time it appears it is read in full)."""
+        with self._lock:
+            self._stamps().pop(self._key(registry, repository), None)
+
+    def forget_unlisted(self, registry: str, listed: Iterable[str]) -> List[str]:
+        """Drop the stamps of `registry`'s repositories missing from `listed` (a full listing).
+
+        Returns:
+            The names of the repositories that were dropped, sorted: their tag history is to be closed.
+        """
+        gone = sorted(self.repositories_of(registry) - set(listed))
+        for repository in gone:
+            self.forget(registry, repository)
+        return gone
 
 
 class ListingState:

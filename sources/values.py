@@ -102,8 +102,46 @@ def to_text(value: Any) -> Optional[str]:
     raise BadValue(f"expected text, got {type(value).__name__}")
 
 
+def to_list(value: Any) -> list:
+    """A field an API sends as a JSON array (tags, layers, platform entries).
+
+    Iterating the field directly would split a string into one item per character (`"latest"`
+    becoming seven tags) and walk a mapping's keys; such a value is refused instead, so the
+    caller can record the problem, skip the field and load the rest of the record.
+
+    Args:
+        value: The field's value as decoded from JSON.
+
+    Returns:
+        The list (a tuple as a list); [] for a missing value.
+
+    Raises:
+        BadValue: The value is a string, an object, a number or a boolean.
+    """
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, tuple):
+        return list(value)
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    raise BadValue(f"expected a list, got {type(value).__name__} {shown}")
+
+
+def objects_in(items: list) -> "tuple[list, int]":
+    """The JSON objects of a list, and how many entries were something else (to report)."""
+    good = [item for item in items if isinstance(item, dict)]
+    return good, len(items) - len(good)
+
+
 def as_list(value: Any) -> list:
-    """A setting that may be one value, a comma-separated string, a JSON list or a list."""
+    """A setting that may be one value, a comma-separated string, a JSON list or a list.
+
+    Entries are stripped and blank ones dropped; a string that starts with `[` but is not JSON
+    is read as comma-separated.
+    """
     if value is None or value == "":
         return []
     if isinstance(value, str):
@@ -111,10 +149,15 @@ def as_list(value: Any) -> list:
         if text.startswith("["):
             import json
 
-            return [str(v) for v in json.loads(text)]
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, list):
+                return [str(v).strip() for v in parsed if str(v).strip()]
         return [part.strip() for part in text.split(",") if part.strip()]
     if isinstance(value, (list, tuple, set)):
-        return [str(v) for v in value]
+        return [str(v).strip() for v in value if str(v).strip()]
     return [str(value)]
 
 

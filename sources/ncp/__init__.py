@@ -6,6 +6,9 @@ Calls: `GET /repositories` (registries; skipped when `registries` is configured)
 `GET /repositories/{registry}/{imageName}/tags` (tags with their per-platform `images[]`) for the
 repositories whose `last_updated` moved since the last successful load (all of them on a first
 load or a full refresh). Every listing is paged (`page`, `pagesize`, 1-based) to its last page.
+An image (and its `images__manifests` links) is emitted once per digest: digests the destination
+already holds are skipped (`KnownImages`), so append-only destinations (Parquet files) get no
+duplicates and the rows stay as first loaded (`last_pulled_at` included, as for ECR).
 Configuration lives under `[sources.ncp]`; the keys under `[sources.ncp]` in secrets.
 """
 
@@ -20,8 +23,9 @@ from dlt.sources import DltResource
 from ..concurrency import map_bounded
 from ..errors import ConfigError, register_secret
 from ..model import TAGS, Rows, emit, scope_marker
+from ..state import KnownImages, RepositoryStamps
 from ..values import as_list
-from .helpers import NCP_REGISTRIES, ImageStamps, NcpApi, TagMapper, registry_endpoint, registry_row, repository_rows
+from .helpers import NCP_REGISTRIES, NcpApi, TagMapper, registry_endpoint, registry_row, repository_rows
 from .settings import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, DEFAULT_PAGE_SIZE, PROVIDER, REGION_PREFIXES
 
 
@@ -69,7 +73,8 @@ def ncp_source(
     counter = request_counter if request_counter is not None else Counter()
     api = NcpApi(access_key, secret_key, region, base_url or DEFAULT_BASE_URL, int(page_size), counter)
     configured = as_list(registries)
-    stamps = ImageStamps(full_refresh)
+    stamps = RepositoryStamps(full_refresh)
+    known = KnownImages(PROVIDER)
 
     @dlt.resource(name="registry_list", selected=False)
     def registry_list() -> Iterator[List[Dict[str, Any]]]:
@@ -93,12 +98,14 @@ def ncp_source(
                 yield from _close_vanished_registries(stamps, seen_registries)
                 continue
             seen_registries.add(registry_endpoint(doc["name"], api.region, doc if doc.get("_listed") else None))
-            yield from _load_registry(api, doc, stamps, concurrency)
+            yield from _load_registry(api, doc, stamps, known, concurrency)
 
     return registry_list, ncp_inventory
 
 
-def _load_registry(api: NcpApi, doc: Dict[str, Any], stamps: ImageStamps, concurrency: int) -> Iterator[Any]:
+def _load_registry(
+    api: NcpApi, doc: Dict[str, Any], stamps: RepositoryStamps, known: KnownImages, concurrency: int
+) -> Iterator[Any]:
     """One registry: the repository listing (every page), tags of changed repositories, and
     the scope markers that let the tag history close only what was read."""
     name = doc["name"]
@@ -120,9 +127,12 @@ def _load_registry(api: NcpApi, doc: Dict[str, Any], stamps: ImageStamps, concur
     changed = [repo for repo, stamp in stamp_of.items() if stamps.changed(registry, repo, stamp)]
     vanished = sorted(stamps.repositories_of(registry) - set(stamp_of))
 
+    # what is loaded is read here, in the extract thread: the worker threads have no pipeline context
+    loaded = {repository: known.of(registry, repository) for repository in changed}
+
     def read_tags(repository: str) -> List[Any]:
         mapped = Rows()
-        mapper = TagMapper(registry, repository, mapped)
+        mapper = TagMapper(registry, repository, mapped, loaded[repository])
         for tags in api.list_tags(name, repository):
             for tag in tags:
                 mapper.add(tag)
@@ -145,7 +155,7 @@ def _load_registry(api: NcpApi, doc: Dict[str, Any], stamps: ImageStamps, concur
         stamps.forget(registry, repository)
 
 
-def _close_vanished_registries(stamps: ImageStamps, seen: set) -> Iterator[Any]:
+def _close_vanished_registries(stamps: RepositoryStamps, seen: set) -> Iterator[Any]:
     """A registry an earlier load read that the region no longer lists: close its tag history."""
     for registry in sorted(stamps.registries() - seen):
         yield emit(TAGS, [scope_marker(PROVIDER, registry)])

@@ -24,8 +24,6 @@ from urllib.parse import parse_qs, quote, urlsplit
 import requests
 from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
 
-import dlt
-
 from ..errors import AuthError, BadResponseError, NotFoundError, RegistryError, redact
 from ..http import build_client, paginate
 from ..model import (
@@ -40,8 +38,7 @@ from ..model import (
     provider_table,
     tag_row,
 )
-from ..state import RepositoryStamps
-from ..values import BadValue, to_int, to_time, snake_case
+from ..values import BadValue, objects_in, snake_case, to_int, to_list, to_time
 from .settings import (
     AUTH_HINT,
     DEFAULT_PAGE_SIZE,
@@ -147,7 +144,11 @@ class NextPagePaginator(PageNumberPaginator):
 
     def update_state(self, response: requests.Response, data: Optional[List[Any]] = None) -> None:
         body = response.json()
-        following = body.get("next") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+            # dlt reads a missing `results` as an empty page and wraps a string in a list: either
+            # would end the listing early, and retire the tags it did not show
+            raise BadResponseError(self.provider, self.call, "the answer has no `results` list")
+        following = body.get("next")
         if following is None or not data:
             self._has_next_page = False
             return
@@ -232,9 +233,9 @@ class NcpApi:
                 describe=describe_gateway_error,
                 counter=lambda _: self._count(call),
             ):
-                if not isinstance(page, list):
-                    raise BadResponseError(PROVIDER, described, "the answer has no `results` list", registry=registry)
-                yield [item for item in page if isinstance(item, dict)]
+                if not isinstance(page, list) or not all(isinstance(item, dict) for item in page):
+                    raise BadResponseError(PROVIDER, described, "the answer's `results` is not a list of objects", registry=registry)
+                yield page
         except AuthError as error:
             error.hint = AUTH_HINT
             raise
@@ -258,30 +259,6 @@ class NcpApi:
         """`GET /repositories/{registry}/{imageName}/tags`, the image name URL-encoded (`/` → `%2F`)."""
         path = f"repositories/{quote(registry, safe='')}/{quote(image, safe='')}/tags"
         yield from self._pages(path, LIST_TAGS, registry)
-
-
-# ---- incremental: per-repository stamps
-
-
-class ImageStamps(RepositoryStamps):
-    """`RepositoryStamps` that can also say which repositories an earlier load saw, so a
-    repository that vanished since can have its tag history closed."""
-
-    def _stamps(self) -> Dict[str, str]:
-        return dlt.current.resource_state().setdefault("stamps", {})
-
-    def repositories_of(self, registry: str) -> Set[str]:
-        with self._lock:
-            prefix = self._key(registry, "")
-            return {key[len(prefix):] for key in self._stamps() if key.startswith(prefix)}
-
-    def registries(self) -> Set[str]:
-        with self._lock:
-            return {key.split("\x1f", 1)[0] for key in self._stamps()}
-
-    def forget(self, registry: str, repository: str) -> None:
-        with self._lock:
-            self._stamps().pop(self._key(registry, repository), None)
 
 
 # ---- mapping
@@ -417,10 +394,16 @@ _ENTRY_FIELDS = {
 
 class TagMapper:
     """Maps the tag objects of one repository to `tags`, `ncp_tags`, `images` and
-    `images__manifests` rows, each digest once (several tags may point at one manifest)."""
+    `images__manifests` rows, each digest once (several tags may point at one manifest).
 
-    def __init__(self, registry: str, repository: str, rows: Rows) -> None:
+    Digests already in the destination (`known`) get no `images`, `images__manifests` rows
+    again: digests are immutable, and on the filesystem destination (append only) a second
+    copy would be a duplicate row (docs/destinations.md).
+    """
+
+    def __init__(self, registry: str, repository: str, rows: Rows, known: Set[str] = frozenset()) -> None:  # type: ignore[assignment]
         self.registry, self.repository, self.rows = registry, repository, rows
+        self.known = known
         self.seen: Set[str] = set()
         self.tag_count = 0
 
@@ -433,7 +416,12 @@ class TagMapper:
             )
             return
         convert = Converter(self.rows, self.registry, self.repository, LIST_TAGS, f"{name} {digest}")
-        entries = [entry for entry in (tag.get("images") or []) if isinstance(entry, dict)]
+        # a string or an object where the list belongs, or an entry that is not an object, is
+        # reported and skipped
+        entries, skipped = objects_in(convert(tag, "images", to_list) or [])
+        if skipped:
+            self.rows.problem(PROVIDER, self.registry, self.repository, LIST_TAGS, f"{name} {digest}",
+                              f"images: {skipped} of {skipped + len(entries)} entries are not objects; skipped")
         self.tag_count += 1
         self.rows.add(TAGS, tag_row(PROVIDER, self.registry, self.repository, name, digest))
         full_size = convert(tag, "full_size", to_int)
@@ -452,7 +440,7 @@ class TagMapper:
         }
         ncp_tag.update(_extras(tag, _TAG_FIELDS))
         self.rows.add(NCP_TAGS, ncp_tag)
-        if digest in self.seen:
+        if digest in self.seen or digest in self.known:
             return
         self.seen.add(digest)
         children = [entry for entry in entries if entry.get("digest") and entry.get("digest") != digest]
@@ -523,6 +511,6 @@ class TagMapper:
                     "size_bytes": row["size_bytes"],
                 },
             )
-            if row["digest"] not in self.seen:
+            if row["digest"] not in self.seen and row["digest"] not in self.known:
                 self.seen.add(row["digest"])
                 self.rows.add_image(row)

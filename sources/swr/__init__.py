@@ -29,12 +29,10 @@ from dlt.sources import DltResource
 from ..concurrency import map_bounded
 from ..errors import ConfigError, NotFoundError, register_secret
 from ..model import TAGS, Rows, scope_marker
-from ..state import KnownImages
+from ..state import KnownImages, RepositoryStamps
 from ..values import BadValue, as_list, to_int
 from .helpers import (
     AkSkAuth,
-    BatchRows,
-    NamespaceStamps,
     Problems,
     SwrApi,
     TokenAuth,
@@ -102,7 +100,7 @@ def swr_source(
     api = SwrApi(base_url or API_URL_TEMPLATE.format(region=region), host, auth, counter, int(page_limit))
     wanted_namespaces = as_list(namespaces)
     known = KnownImages(PROVIDER)
-    stamps = NamespaceStamps()
+    stamps = RepositoryStamps()
     warned: set = set()  # namespaces whose pull path disagrees with the registry host
 
     @dlt.resource(name="repository_list", selected=False)
@@ -159,12 +157,13 @@ def swr_source(
         def load(repo: Dict[str, Any]) -> Tuple[Rows, bool]:
             return _load_tags(api, repo, known.of(repo["registry"], repo["name"]))
 
-        batch = BatchRows()
+        # the repositories of a page leave as a few large arrow tables: dlt's cost is per item
+        batch = Rows()
         for repo, (repo_rows, complete) in zip(changed, map_bounded(load, changed, concurrency)):
-            batch.absorb(repo_rows)
+            batch.merge(repo_rows)
             if complete:  # the stamp moves only with the tags it stands for
                 stamps.remember(repo["registry"], repo["name"], repo["stamp"])
-            if batch.size() >= EMIT_ROWS:
+            if len(batch) >= EMIT_ROWS:
                 yield from batch.emit_all()
         yield from batch.emit_all()
 

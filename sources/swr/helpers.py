@@ -19,7 +19,6 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Set, Tuple
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-import dlt
 import requests
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from requests.auth import AuthBase
@@ -28,7 +27,6 @@ from .. import model
 from ..errors import BadResponseError, redact
 from ..http import build_client, describe_json_error, get_json, paginate
 from ..manifests import DOCKER_MANIFEST_LIST, ManifestError, parse_manifest
-from ..state import RepositoryStamps
 from ..values import BadValue, to_int, to_time
 from .settings import (
     CALL_NAMESPACES,
@@ -391,39 +389,6 @@ SWR_TAGS = model.provider_table(
         ("created_at", model.T), ("updated_at", model.T), ("deleted_at", model.T),
     ],
 )
-
-
-class BatchRows(model.Rows):
-    """Rows of several repositories gathered before they are emitted.
-
-    dlt computes and validates a table's hints for every item a resource yields (~10 ms each),
-    so yielding one arrow table per table per repository costs more than the rows themselves;
-    batching the repositories of a listing page keeps that to a few items per page.
-    """
-
-    def absorb(self, other: model.Rows) -> None:
-        for name, rows in other._rows.items():
-            if rows:
-                self._tables[name] = other._tables[name]
-                self._rows.setdefault(name, []).extend(rows)
-
-    def size(self) -> int:
-        return sum(len(rows) for rows in self._rows.values())
-
-
-class NamespaceStamps(RepositoryStamps):
-    """`RepositoryStamps` that also tell which repositories with a stamp are no longer listed."""
-
-    def forget_unlisted(self, registry: str, listed: Iterable[str]) -> List[str]:
-        """Drop the stamps of `registry`'s repositories missing from `listed`; return their names."""
-        keep = {self._key(registry, name) for name in listed}
-        prefix = self._key(registry, "")
-        with self._lock:
-            stamps = dlt.current.resource_state().setdefault("stamps", {})
-            gone = [key for key in stamps if key.startswith(prefix) and key not in keep]
-            for key in gone:
-                del stamps[key]
-        return sorted(key[len(prefix):] for key in gone)
 
 
 class Problems:

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import pyarrow as pa
 from dlt.sources.helpers.rest_client import RESTClient
 
-from ..errors import NotFoundError
+from ..errors import BadResponseError, NotFoundError
 from ..http import GuardedCursorPaginator, build_client, get_json, paginate
 from ..model import (
     IMAGE_LAYERS,
@@ -34,7 +34,7 @@ from ..model import (
     scope_marker,
     tag_row,
 )
-from ..values import BadValue, to_int, to_time, snake_case
+from ..values import BadValue, as_list, objects_in, snake_case, to_int, to_list, to_text, to_time
 from .auth import BearerAuth, describe_status
 from .settings import PAGE_SIZE, PROVIDER, PULL_HOST
 
@@ -114,7 +114,11 @@ class YandexApi:
             describe=describe_status,
             counter=self._count,
         ):
-            yield [item for item in page if isinstance(item, dict)]
+            # dlt wraps a string where the list belongs in a list: `"images": "all"` would read as
+            # an empty page and retire the tags it did not show
+            if not all(isinstance(item, dict) for item in page):
+                raise BadResponseError(PROVIDER, call, f"the answer's `{selector}` is not a list of objects", registry=registry)
+            yield page
 
     def registries(self, folder_id: str) -> Iterator[List[Dict[str, Any]]]:
         return self._pages("registries", {"folderId": folder_id}, "registries", f"Registry.list (folder {folder_id})", None)
@@ -232,14 +236,39 @@ class UnitMapper:
         self._seen.add((repository, digest))
         created_at = _time(record.get("createdAt"), self.rows, self.registry, repository, "Image.list", f"{digest} createdAt")
         config = record.get("config") if isinstance(record.get("config"), dict) else None
-        layers = [layer for layer in (record.get("layers") or []) if isinstance(layer, dict)]
+        layers, skipped = objects_in(self._list(record, "layers", repository, digest))
+        if skipped:
+            self.rows.problem(PROVIDER, self.registry, repository, "Image.list", f"{digest} layers",
+                              f"layers: {skipped} of {skipped + len(layers)} entries are not objects; skipped")
         blobs = [(b.get("digest"), _int(b.get("size"), self.rows, self.registry, repository, f"{digest} blob size")) for b in ([config] if config else []) + layers]
         self.totals.setdefault(repository, RepositoryTotals()).add(created_at, blobs)
-        for tag in record.get("tags") or []:
-            self._add_tag(repository, str(tag), digest, created_at)
+        for tag in self._list(record, "tags", repository, digest):
+            name = self._tag_name(tag, repository, digest)
+            if name:
+                self._add_tag(repository, name, digest, created_at)
         if digest in self.known(self.registry, repository):
             return  # digests are immutable: what is loaded stays right
         self._add_details(record, repository, digest, created_at, config, layers, blobs)
+
+    def _list(self, record: Dict[str, Any], field_name: str, repository: str, digest: str) -> List[Any]:
+        """A list field of an image record; anything else is reported and read as empty."""
+        try:
+            return to_list(record.get(field_name))
+        except BadValue as exc:
+            self.rows.problem(PROVIDER, self.registry, repository, "Image.list", f"{digest} {field_name}", f"{field_name}: {exc}; skipped")
+            return []
+
+    def _tag_name(self, tag: Any, repository: str, digest: str) -> Optional[str]:
+        """One entry of `tags` as a tag name; an object, a list or an empty name is reported and skipped."""
+        try:
+            name = to_text(tag)
+        except BadValue as exc:
+            name, reason = None, f"tags: {exc}; skipped"
+        else:
+            reason = "tags: an empty tag name; skipped"
+        if not name:
+            self.rows.problem(PROVIDER, self.registry, repository, "Image.list", f"{digest} tags", reason)
+        return name or None
 
     def _add_details(self, record, repository, digest, created_at, config, layers, blobs) -> None:
         key = {"provider": PROVIDER, "registry": self.registry, "repository": repository}
@@ -430,23 +459,6 @@ def loaded_registries(folders: List[str]) -> Set[str]:
         log.debug("no loaded yandex registries: %s", exc)
         return set()
     return {registry_id for (registry_id,) in rows or ()}
-
-
-def as_list(value: Any) -> List[str]:
-    """A setting given as one value, a comma-separated string, a JSON list or a list."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                return [str(v).strip() for v in json.loads(text) if str(v).strip()]
-            except ValueError:
-                pass
-        return [part.strip() for part in text.split(",") if part.strip()]
-    if isinstance(value, (list, tuple, set)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [str(value)]
 
 
 __all__ = [

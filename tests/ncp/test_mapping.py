@@ -91,3 +91,36 @@ def test_unsound_values_are_reported_and_the_rest_is_loaded():
     problems = rows_of(rows, LOAD_PROBLEMS)
     assert {p["reason"].split(":")[0] for p in problems} == {"full_size", "created", "updated", "tag without a name or a digest"}
     assert [row["tag"] for row in rows_of(rows, TAGS)] == ["v1"]
+
+
+def test_images_that_are_not_a_list_are_reported_not_iterated():
+    # a string would otherwise be walked character by character (and an object key by key)
+    rows = Rows()
+    mapper = TagMapper(REG, "team/app", rows)
+    mapper.add({"name": "v1", "digest": SINGLE, "full_size": 500, "images": "linux/amd64"})
+    mapper.add({"name": "v2", "digest": INDEX, "full_size": 300, "images": {"digest": AMD}})
+    images = {row["digest"]: row for row in rows_of(rows, IMAGES)}
+    assert {d: (r["size_bytes"], r["platform_arch"]) for d, r in images.items()} == {SINGLE: (500, None), INDEX: (300, None)}
+    assert rows_of(rows, IMAGE_MANIFESTS) == []
+    assert {row["tag"]: row["digest"] for row in rows_of(rows, TAGS)} == {"v1": SINGLE, "v2": INDEX}
+    assert {row["tag"]: row["platform_count"] for row in rows_of(rows, NCP_TAGS)} == {"v1": 0, "v2": 0}
+    problems = [(p["registry"], p["repository"], p["call"], p["object"], p["reason"]) for p in rows_of(rows, LOAD_PROBLEMS)]
+    assert [p[:4] for p in problems] == [(REG, "team/app", "ListTags", f"v1 {SINGLE}"), (REG, "team/app", "ListTags", f"v2 {INDEX}")]
+    assert problems[0][4] == "images: expected a list, got str 'linux/amd64'"
+    assert problems[1][4].startswith("images: expected a list, got dict {'digest': 'sha256:bbbb")
+
+
+def test_digests_already_loaded_get_no_image_or_link_rows_again():
+    rows = Rows()
+    mapper = TagMapper(REG, "team/app", rows, known={INDEX, SINGLE})
+    mapper.add({"name": "v1", "digest": SINGLE, "full_size": 500, "images": [entry(SINGLE, "amd64", 1711928488123)]})
+    mapper.add({"name": "multi", "digest": INDEX, "full_size": 300,
+                "images": [entry(AMD, "amd64", 1711928488123), entry(ARM, "arm64", 1711928488123, variant="v8")]})
+    assert rows_of(rows, IMAGES) == [] and rows_of(rows, IMAGE_MANIFESTS) == []
+    assert {row["tag"]: row["digest"] for row in rows_of(rows, TAGS)} == {"v1": SINGLE, "multi": INDEX}
+    assert [row["tag"] for row in rows_of(rows, NCP_TAGS)] == ["v1", "multi"]
+    # a known index whose child is tagged on its own: the child is new, so it gets its row
+    rows = Rows()
+    mapper = TagMapper(REG, "team/app", rows, known={INDEX})
+    mapper.add({"name": "amd", "digest": AMD, "images": [entry(AMD, "amd64", 1711928488123)]})
+    assert [row["digest"] for row in rows_of(rows, IMAGES)] == [AMD]

@@ -97,3 +97,12 @@ def test_paginator_tolerates_a_link_in_next():
     paginator.update_state(_response({"count": 5, "next": "https://h/x?page=2&pagesize=2", "results": [1, 2]}), [1, 2])
     paginator.update_request(request)
     assert request.params["page"] == 2
+
+
+@pytest.mark.parametrize("body", [{"count": 1, "next": None}, {"count": 1, "next": None, "results": "all"}, [1]])
+def test_an_answer_without_its_results_list_is_refused_not_read_as_the_last_page(body):
+    # dlt reads a missing `results` as an empty page: the listing would end early and retire tags
+    paginator = NextPagePaginator(call="ListTags")
+    paginator.init_request(_request())
+    with pytest.raises(BadResponseError, match="no `results` list"):
+        paginator.update_state(_response(body), [])

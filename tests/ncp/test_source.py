@@ -175,6 +175,10 @@ def test_rerun_reads_tags_of_changed_images_only_and_records_history(tmp_path, n
     assert set(emulator.tag_requests) == {(repo.registry, repo.name) for repo in repos}
     assert all(calls == 1 for calls in emulator.tag_requests.values())
     assert emulator.counters["ListTags"] == 3
+    # the changed repositories' manifests were all loaded before: no image or link row again
+    # (an append-only destination would hold them twice, docs/destinations.md)
+    rows = pipeline.last_trace.last_normalize_info.row_counts
+    assert rows.get("images", 0) == rows.get("images__manifests", 0) == 0, rows
     assert current_tags(pipeline, "ncp") == expected_tags(inventory)
     history = tag_history(pipeline, "ncp")
     for repo, tag, old, new in moves:
@@ -221,9 +225,14 @@ def test_new_images_vanished_repositories_and_registries(tmp_path, ncp_env):
     gone = sorted(inventory.registries["reg-a"])[-1]
     gone_tags = dict(inventory.registries["reg-a"].pop(gone).tags)
     gone_registry = inventory.registries.pop("reg-b")
+    before = {(repo.name, digest) for repo in inventory.repositories() for digest in visible(repo)}
     pushed = inventory.push_images(2)
     emulator.reset_counters()
     load(pipeline)
+    # only the pushed manifests (and their children) are new rows: each digest once
+    new = {(repo.name, digest) for repo in inventory.repositories() for digest in visible(repo)} - before
+    rows = pipeline.last_trace.last_normalize_info.row_counts
+    assert new and rows.get("images", 0) == len(new), rows
     assert set(emulator.tag_requests) == {("reg-a", repo.name) for repo, _ in pushed}
     assert current_tags(pipeline, "ncp") == expected_tags(inventory)
     history = tag_history(pipeline, "ncp")

@@ -334,8 +334,7 @@ CASES: List[SourceCase] = [
         secret_variants=(_swr_aksk_secrets, _swr_project_secrets, _swr_token_secrets),
         sees_every_manifest=False,  # SWR lists tags: untagged manifests are not in its API
         volatile=("id", "repo_id"),  # the emulator numbers tags in the order they are first asked for
-        known_bugs={"crash": CRASH_OPEN, "odd_names": "repository \"x'); DROP TABLE images; --\" (its odd tag 'a..b'): 5 of its 10 "
-                                 "visible images load, the other names load exactly: open, see docs/reliability.md"},
+        known_bugs={"crash": CRASH_OPEN},
         reject_credentials=_clear_credentials,
     ),
     OciSourceCase(

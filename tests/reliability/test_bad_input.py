@@ -21,7 +21,7 @@ from pipelines.cli import _root_cause
 from sources.errors import BadResponseError
 from tests.reliability.cases import available
 from tests.reliability.support import FIGURES, load, serving
-from tests.support import expected_children, expected_images, expected_layers, expected_tags, loaded_children, loaded_images, loaded_layers, current_tags, query
+from tests.support import expected_children, expected_images, expected_layers, expected_tags, loaded_children, loaded_images, loaded_layers, current_tags, query, truncate_ms, truncate_us
 
 AVAILABLE = {case.provider: case for case in available()}
 
@@ -505,10 +505,18 @@ def ya_check_no_digest(ctx, repo, img):
 
 
 def ya_check_tags_string(ctx, repo, img):
-    # a tag list sent as one string must not become one tag per character
-    tags = {t for (t,) in query(ctx["pipeline"], "SELECT tag FROM tags WHERE digest = %s AND valid_to IS NULL", img.digest)}
-    assert all(len(t) > 1 for t in tags), tags
-    assert image(ctx, img.digest)["size_bytes"] is not None
+    # a tag list sent as one string is reported and skipped, not split into one tag per
+    # character; the rest of the record (size, time, layers) and the repository's other tags load
+    from emulators.yandex import YandexEmulator
+
+    assert query(ctx["pipeline"], "SELECT tag FROM tags WHERE digest = %s", img.digest) == []
+    row = image(ctx, img.digest)
+    assert (row["size_bytes"], row["created_at"]) == (YandexEmulator.compressed_size(img), truncate_us(img.created_ns))
+    assert [l[1:] for l in layers(ctx, img.digest)] == [(l.digest, l.size) for l in img.layers]
+    lost = {img.digest, ctx["targets"]["ya_record_without_digest"][1].digest}  # that record's tags go too
+    want = {k: d for k, d in ctx["expected_tags"].items() if k[1] == repo.name and d not in lost}
+    assert want and {k: d for k, d in ctx["current_tags"].items() if k[1] == repo.name} == want
+    expect_problem(ctx, "Image.list", f"{img.digest} tags", "tags: expected a list", "'latest'", "skipped")
 
 
 def ya_check_new_field(ctx, repo, img):
@@ -543,17 +551,312 @@ def yandex_replace(operation, body):
 YANDEX_FATAL = {
     "ya_repeating_token": (yandex_repeat_token, "Image.list", "repeats"),
     "ya_answer_not_json": (yandex_replace("Image.list", b"<html>gateway</html>"), "Image.list", "not JSON"),
+    # (an answer without `images` is an empty page: proto3 JSON leaves empty lists out)
+    "ya_list_is_not_a_list": (yandex_replace("Image.list", {"images": "all of them"}), "Image.list", "not a list of objects"),
 }
 
-CORPUS: Dict[str, List[Bad]] = {"ecr": ECR_CORPUS, "yandex": YANDEX_CORPUS}
-FATAL: Dict[str, Dict[str, Any]] = {"ecr": ECR_FATAL, "yandex": YANDEX_FATAL}
-INVENTORIES = {"ecr": ecr_inventory, "yandex": yandex_inventory}
+
+# ------------------------------------------------------------------ tag-listing APIs (NCP, SWR)
+def tagged_singles(inventory):
+    """Tagged single-platform images with no index above them, in a fixed order."""
+    out = []
+    for repo in sorted(inventory.repositories(), key=lambda r: (r.registry, r.name)):
+        children = {c.digest for image in repo.images.values() for c in image.children}
+        for digest in sorted(set(repo.tags.values())):
+            if not repo.images[digest].is_index and digest not in children:
+                out.append((repo, repo.images[digest]))
+    return out
+
+
+def keep_one_tag(repo, digest):
+    """Untag all but the first tag of `digest` in the registry itself, so that one tag record
+    (the one a case bends) is all the API says about the image; returns that tag."""
+    tags = sorted(t for t, d in repo.tags.items() if d == digest)
+    for extra in tags[1:]:
+        del repo.tags[extra]
+    return tags[0]
+
+
+def tag_listing_case(name, targets_list, operation, items, edit, check):
+    """A case that edits (or drops, edit -> None) the tag record of one single-tag image."""
+
+    def install(emulator, inventory, targets):
+        repo, img = tagged_singles(inventory)[targets_list.index(name)]
+        tag = keep_one_tag(repo, img.digest)
+        targets[name] = (repo, tag, img)
+
+        def rewrite(request, response):
+            records = items(response.body)
+            if records is None:
+                return
+            for record in list(records):
+                if record.get("digest") == img.digest:
+                    if edit(record) is None:
+                        records.remove(record)
+
+        emulator.corrupt(operation, rewrite)
+
+    return Bad(name, install, lambda ctx: check(ctx, *ctx["targets"][name]))
+
+
+def _edit(**changes):
+    def edit(record):
+        for key, value in changes.items():
+            if value is _DROP:
+                record.pop(key, None)
+            else:
+                record[key] = value
+        return record
+
+    return edit
+
+
+_DROP = object()
+
+
+def one_problem(ctx, obj, *words):
+    """Exactly one problem row for `obj`, naming provider, registry and the call, with `words`."""
+    found = problems(ctx, obj=obj)
+    assert len(found) == 1, f"expected one problem for {obj}, got {problems(ctx)}"
+    provider, registry, _, call, _, reason = found[0]
+    assert provider == ctx["provider"] and registry and call
+    for word in words:
+        assert word in reason, reason
+    return found[0]
+
+
+def tags_of(ctx, repo, digest):
+    return {t for (t,) in query(ctx["pipeline"], "SELECT tag FROM tags WHERE repository = %s AND digest = %s AND valid_to IS NULL", repo.name, digest)}
+
+
+def image_row(ctx, repo, digest):
+    rows = query(ctx["pipeline"], "SELECT size_bytes, created_at, media_type FROM images WHERE repository = %s AND digest = %s", repo.name, digest)
+    assert len(rows) <= 1
+    return rows[0] if rows else None
+
+
+# ---- NCP (ListTags tag objects, `{count, next, previous, results}`)
+def ncp_inventory(case):
+    return case.inventory(seed=47, repositories=4, images=40)
+
+
+NCP_TARGETS = ["ncp_full_size_not_a_number", "ncp_created_unknown_format", "ncp_entry_size_not_a_number",
+               "ncp_images_not_a_list", "ncp_tag_without_digest", "ncp_new_api_field", "ncp_entry_not_an_object"]
+
+
+def _ncp_results(body):
+    return body.get("results") if isinstance(body, dict) and isinstance(body.get("results"), list) else None
+
+
+def ncp_case(name, edit, check):
+    return tag_listing_case(name, NCP_TARGETS, "ListTags", _ncp_results, edit, check)
+
+
+def _ncp_entry(**changes):
+    def edit(record):
+        _edit(**changes)(record["images"][0])
+        return record
+
+    return edit
+
+
+def _ncp_obj(tag, img):
+    return f"{tag} {img.digest}"
+
+
+def ncp_check_full_size(ctx, repo, tag, img):
+    # the image's size comes from its platform entry: nothing lost but ncp_tags.full_size
+    assert image_row(ctx, repo, img.digest) == (img.content_size, truncate_ms(img.created_ns), img.media_type)
+    assert query(ctx["pipeline"], "SELECT full_size FROM ncp_tags WHERE repository = %s AND tag = %s", repo.name, tag) == [(None,)]
+    one_problem(ctx, _ncp_obj(tag, img), "full_size", "12abc")
+
+
+def ncp_check_created(ctx, repo, tag, img):
+    assert image_row(ctx, repo, img.digest) == (img.content_size, None, img.media_type)
+    one_problem(ctx, _ncp_obj(tag, img), "created", "yesterday")
+
+
+def ncp_check_entry_size(ctx, repo, tag, img):
+    # the entry's size is unreadable: the tag's full_size stands in (the same number for a single image)
+    assert image_row(ctx, repo, img.digest) == (img.content_size, truncate_ms(img.created_ns), img.media_type)
+    one_problem(ctx, _ncp_obj(tag, img), "size", "big")
+
+
+def ncp_check_images_string(ctx, repo, tag, img):
+    assert image_row(ctx, repo, img.digest) == (img.content_size, None, None)
+    assert tags_of(ctx, repo, img.digest) == {tag}
+    one_problem(ctx, _ncp_obj(tag, img), "images: expected a list, got str 'linux/amd64'")
+
+
+def ncp_check_no_digest(ctx, repo, tag, img):
+    assert image_row(ctx, repo, img.digest) is None and tags_of(ctx, repo, img.digest) == set()
+    one_problem(ctx, tag, "tag without a name or a digest")
+
+
+def ncp_check_new_field(ctx, repo, tag, img):
+    assert query(ctx["pipeline"], "SELECT repository, tag FROM ncp_tags WHERE future_field IS NOT NULL") == [(repo.name, tag)]
+    assert image_row(ctx, repo, img.digest) == (img.content_size, truncate_ms(img.created_ns), img.media_type)
+
+
+def ncp_check_entry_not_object(ctx, repo, tag, img):
+    # a platform entry that is not an object is skipped (no row of its own); the tag and image load
+    assert image_row(ctx, repo, img.digest) == (img.content_size, None, None)
+    assert tags_of(ctx, repo, img.digest) == {tag}
+    one_problem(ctx, _ncp_obj(tag, img), "images: 1 of 1 entries are not objects")
+
+
+NCP_CORPUS: List[Bad] = [
+    ncp_case("ncp_full_size_not_a_number", _edit(full_size="12abc"), ncp_check_full_size),
+    ncp_case("ncp_created_unknown_format", _ncp_entry(created="yesterday"), ncp_check_created),
+    ncp_case("ncp_entry_size_not_a_number", _ncp_entry(size="big"), ncp_check_entry_size),
+    ncp_case("ncp_images_not_a_list", _edit(images="linux/amd64"), ncp_check_images_string),
+    ncp_case("ncp_tag_without_digest", _edit(digest=_DROP), ncp_check_no_digest),
+    ncp_case("ncp_new_api_field", _edit(futureField={"nested": [1]}), ncp_check_new_field),
+    ncp_case("ncp_entry_not_an_object", _edit(images=["sha256:abc"]), ncp_check_entry_not_object),
+]
+
+
+def ncp_replace(operation, body):
+    def install(emulator):
+        emulator.corrupt(operation, lambda request, response: Response(200, body, content_type="text/html" if isinstance(body, bytes) else "application/json"))
+
+    return install
+
+
+def ncp_next_repeats(emulator):
+    def edit(request, response):
+        if isinstance(response.body, dict):
+            response.body["next"] = 1  # page 1 again, for ever
+
+    emulator.corrupt("ListTags", edit)
+
+
+NCP_FATAL = {
+    "ncp_next_does_not_move": (ncp_next_repeats, "ListTags", "does not move past page"),
+    "ncp_answer_not_json": (ncp_replace("ListImages", b"<html>gateway</html>"), "ListImages", "not JSON"),
+    "ncp_results_not_a_list": (ncp_replace("ListTags", {"count": 1, "next": None, "results": "all"}), "ListTags", "no `results` list"),
+    "ncp_answer_without_results": (ncp_replace("ListImages", {"count": 3, "next": None}), "ListImages", "no `results` list"),
+    "ncp_result_not_an_object": (ncp_replace("ListTags", {"count": 1, "next": None, "results": ["v1"]}), "ListTags", "not a list of objects"),
+}
+
+
+# ---- SWR (list_tags: a bare array of tag records, the manifest as a JSON string)
+def swr_inventory(case):
+    return case.inventory(seed=53, repositories=4, images=40)
+
+
+SWR_TARGETS = ["swr_size_not_a_number", "swr_created_unknown_format", "swr_manifest_not_json", "swr_manifest_missing",
+               "swr_layer_size_not_a_number", "swr_tag_without_name", "swr_new_api_field", "swr_flag_not_a_boolean"]
+
+
+def _swr_records(body):
+    return body if isinstance(body, list) else None
+
+
+def swr_case(name, edit, check):
+    return tag_listing_case(name, SWR_TARGETS, "list_tags", _swr_records, edit, check)
+
+
+def _swr_manifest(edit_doc):
+    def edit(record):
+        doc = json.loads(record["manifest"])
+        edit_doc(doc)
+        record["manifest"] = json.dumps(doc)
+        return record
+
+    return edit
+
+
+def _swr_obj(repo, tag):
+    return f"{repo.name}:{tag}"
+
+
+def _swr_layers(ctx, img):
+    return [l[1:] for l in layers(ctx, img.digest)]
+
+
+def swr_check_size(ctx, repo, tag, img):
+    assert image_row(ctx, repo, img.digest) == (None, truncate_us(img.created_ns), img.media_type)
+    assert _swr_layers(ctx, img) == [(l.digest, l.size) for l in img.layers]
+    one_problem(ctx, _swr_obj(repo, tag), "size", "12abc")
+
+
+def swr_check_created(ctx, repo, tag, img):
+    assert image_row(ctx, repo, img.digest) == (img.content_size, None, img.media_type)
+    one_problem(ctx, _swr_obj(repo, tag), "created", "yesterday")
+
+
+def swr_check_manifest_not_json(ctx, repo, tag, img):
+    assert image_row(ctx, repo, img.digest) == (img.content_size, truncate_us(img.created_ns), None)
+    assert _swr_layers(ctx, img) == [] and tags_of(ctx, repo, img.digest) == {tag}
+    one_problem(ctx, _swr_obj(repo, tag), img.digest, "no layers loaded")
+
+
+def swr_check_manifest_missing(ctx, repo, tag, img):
+    assert image_row(ctx, repo, img.digest) == (img.content_size, truncate_us(img.created_ns), None)
+    assert _swr_layers(ctx, img) == [] and tags_of(ctx, repo, img.digest) == {tag}
+    one_problem(ctx, _swr_obj(repo, tag), "has no manifest")
+
+
+def swr_check_layer_size(ctx, repo, tag, img):
+    assert _swr_layers(ctx, img) == [(l.digest, None if i == 1 else l.size) for i, l in enumerate(img.layers)]
+    assert image_row(ctx, repo, img.digest) == (img.content_size, truncate_us(img.created_ns), img.media_type)
+    one_problem(ctx, _swr_obj(repo, tag), "layer 1 size", "big")
+
+
+def swr_check_no_name(ctx, repo, tag, img):
+    assert image_row(ctx, repo, img.digest) is None and tags_of(ctx, repo, img.digest) == set()
+    one_problem(ctx, f"{repo.name}:None", "without a tag name")
+
+
+def swr_check_new_field(ctx, repo, tag, img):
+    assert query(ctx["pipeline"], "SELECT repository, tag FROM swr_tags WHERE future_field IS NOT NULL") == [(repo.name, tag)]
+
+
+def swr_check_flag(ctx, repo, tag, img):
+    assert query(ctx["pipeline"], "SELECT is_trusted FROM swr_tags WHERE repository = %s AND tag = %s", repo.name, tag) == [(None,)]
+    assert image_row(ctx, repo, img.digest) == (img.content_size, truncate_us(img.created_ns), img.media_type)
+    one_problem(ctx, _swr_obj(repo, tag), "is_trusted", "maybe")
+
+
+def _layer_one_big(doc):
+    doc["layers"][1]["size"] = "big"
+
+
+SWR_CORPUS: List[Bad] = [
+    swr_case("swr_size_not_a_number", _edit(size="12abc"), swr_check_size),
+    swr_case("swr_created_unknown_format", _edit(created="yesterday"), swr_check_created),
+    swr_case("swr_manifest_not_json", _edit(manifest='{"schemaVersion": 2, "layers": ['), swr_check_manifest_not_json),
+    swr_case("swr_manifest_missing", _edit(manifest=_DROP), swr_check_manifest_missing),
+    swr_case("swr_layer_size_not_a_number", _swr_manifest(_layer_one_big), swr_check_layer_size),
+    swr_case("swr_tag_without_name", _edit(Tag=_DROP), swr_check_no_name),
+    swr_case("swr_new_api_field", _edit(futureField={"nested": [1]}), swr_check_new_field),
+    swr_case("swr_flag_not_a_boolean", _edit(is_trusted="maybe"), swr_check_flag),
+]
+
+
+def swr_content_range(value):
+    def install(emulator):
+        def edit(request, response):
+            response.headers["Content-Range"] = value
+
+        emulator.corrupt("list_repositories", edit)
+
+    return install
+
+
+SWR_FATAL = {
+    "swr_content_range_unreadable": (swr_content_range("all of them"), "list_repositories", "Content-Range"),
+    "swr_page_starts_elsewhere": (swr_content_range("7-2/9"), "list_repositories", "starts at 7"),
+    "swr_answer_not_an_array_of_objects": (ncp_replace("list_tags", [1, 2]), "list_tags", "array of objects"),
+}
+
+CORPUS: Dict[str, List[Bad]] = {"ecr": ECR_CORPUS, "yandex": YANDEX_CORPUS, "ncp": NCP_CORPUS, "swr": SWR_CORPUS}
+FATAL: Dict[str, Dict[str, Any]] = {"ecr": ECR_FATAL, "yandex": YANDEX_FATAL, "ncp": NCP_FATAL, "swr": SWR_FATAL}
+INVENTORIES = {"ecr": ecr_inventory, "yandex": yandex_inventory, "ncp": ncp_inventory, "swr": swr_inventory}
 
 # bugs found by the corpus in code this suite does not own (see docs/reliability.md)
-KNOWN_BUGS = {
-    "ya_tags_not_a_list": "sources/yandex/helpers.py iterates `record.get('tags') or []`: a string "
-                          "becomes one tag per character; it should report a problem and skip it",
-}
+KNOWN_BUGS: Dict[str, str] = {}
 NONFATAL_PARAMS = [
     pytest.param(p, bad, id=f"{p}-{bad.name}",
                  marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[bad.name])] if bad.name in KNOWN_BUGS else [])
@@ -561,7 +864,8 @@ NONFATAL_PARAMS = [
 ]
 FATAL_PARAMS = [pytest.param(p, name, id=f"{p}-{name}") for p, cases in FATAL.items() if p in AVAILABLE for name in cases]
 _shared: Dict[str, Dict[str, Any]] = {}
-REGISTRY_NAMES = {"ecr": lambda r: ecr_registry(r), "yandex": lambda r: f"cr.yandex/{r}"}
+REGISTRY_NAMES = {"ecr": lambda r: ecr_registry(r), "yandex": lambda r: f"cr.yandex/{r}",
+                  "ncp": lambda r: f"{r}.kr.ncr.ntruss.com", "swr": lambda r: f"swr.cn-north-4.myhuaweicloud.com/{r}"}
 
 
 def shared_load(provider, tmp_path_factory):
@@ -1120,3 +1424,52 @@ def test_oci_bad_answer_stops_the_run_with_a_clear_error(name, tmp_path):
     assert isinstance(error, BadResponseError), repr(error)
     assert call in str(error) and word in str(error) and f"oci registry {OCI_REGISTRY}" in str(error), str(error)
     FIGURES["bad inputs tried (clear error)"] += 1
+
+
+# ---- REST sources: what the corpus did not touch loads exactly, each problem reported once
+def _rest_expectations(provider, ctx):
+    """(expected, loaded) images and (expected, loaded) layers (NCP: index children) of `provider`, keyed by
+    (registry, repository, digest), in the shapes the source's own tests use."""
+    pipeline, inventory = ctx["pipeline"], ctx["inventory"]
+    if provider == "yandex":
+        from tests.yandex import test_source as own
+
+        return (own.expected_images(inventory), own.loaded_images(pipeline)), (own.expected_layers(inventory), own.loaded_layers(pipeline))
+    if provider == "ncp":
+        from tests.ncp import conftest as own
+
+        rows = query(pipeline, "SELECT registry, repository, digest, size_bytes, created_at, last_pulled_at, media_type,"
+                               " platform_os, platform_arch, platform_variant, child_count FROM images WHERE provider = 'ncp'")
+        # NCP lists no layers: its second pair is the index children, as tests/ncp compares them
+        links: Dict[tuple, list] = {}
+        for r in query(pipeline, "SELECT registry, repository, image_digest, digest, media_type, platform_os, platform_arch,"
+                                 " platform_variant, size_bytes FROM images__manifests WHERE provider = 'ncp'"
+                                 " ORDER BY registry, repository, image_digest, position"):
+            links.setdefault(tuple(r[:3]), []).append(tuple(r[3:]))
+        return (own.expected_images(inventory), {tuple(r[:3]): tuple(r[3:]) for r in rows}), (own.expected_children(inventory), links)
+    from tests.swr import conftest as own
+
+    rows = query(pipeline, "SELECT registry, repository, digest, size_bytes, created_at, media_type, layer_count, child_count"
+                           " FROM images WHERE provider = 'swr'")
+    return (own.expected_images(inventory), {tuple(r[:3]): tuple(r[3:]) for r in rows}), (own.expected_layers(inventory), loaded_layers(pipeline, "swr"))
+
+
+# cases whose bent record loses its tags (the record had no digest, or no tag name)
+TAGS_LOST = {"ya_record_without_digest", "ya_tags_not_a_list", "ncp_tag_without_digest", "swr_tag_without_name"}
+# the cases that report (one problem row each); the others load exactly or add a column
+REPORTING = {"yandex": 5, "ncp": 6, "swr": 7}
+
+
+@pytest.mark.parametrize("provider", [p for p in ("yandex", "ncp", "swr") if p in AVAILABLE])
+def test_rest_sources_load_everything_the_bad_inputs_did_not_touch_exactly(provider, tmp_path_factory):
+    ctx = shared_load(provider, tmp_path_factory)
+    touched = {value[-1].digest for value in ctx["targets"].values()}
+    (want, got), (want_layers, got_layers) = _rest_expectations(provider, ctx)
+    assert len(want) > 10 and want_layers
+    assert {k: v for k, v in got.items() if k[2] not in touched} == {k: v for k, v in want.items() if k[2] not in touched}
+    assert {k: v for k, v in got_layers.items() if k[2] not in touched} == {k: v for k, v in want_layers.items() if k[2] not in touched}
+    lost = {ctx["targets"][name][-1].digest for name in TAGS_LOST if name in ctx["targets"]}
+    assert ctx["current_tags"] == {k: d for k, d in ctx["expected_tags"].items() if d not in lost}
+    rows = query(ctx["pipeline"], "SELECT provider, registry, repository, call, object, reason FROM load_problems")
+    assert all(r[0] == provider and r[1] and r[3] and r[5] for r in rows)
+    assert len(rows) == REPORTING[provider], rows

@@ -166,6 +166,7 @@ def test_names_and_settings():
     assert as_list('["b1g1", "b1g2"]') == ["b1g1", "b1g2"]
     assert as_list("b1g1, b1g2") == ["b1g1", "b1g2"]
     assert as_list(["b1g1"]) == ["b1g1"] and as_list(None) == []
+    assert as_list("[b1g1, b1g2") == ["[b1g1", "b1g2"] and as_list([" b1g1 ", ""]) == ["b1g1"]  # not JSON; blanks
 
 
 def test_select_units():
@@ -177,3 +178,34 @@ def test_select_units():
     with pytest.raises(NotFoundError) as info:
         select_units(registries, [f"{other}/team/app"])
     assert "team/app" in str(info.value) and other in str(info.value)
+
+
+@pytest.mark.parametrize("field, value", [("tags", "latest"), ("tags", {"latest": 1}), ("layers", "sha256:abc")])
+def test_a_list_field_sent_as_something_else_is_reported_and_skipped(field, value):
+    # iterating the string would give one tag (or layer) per character
+    rows = mapped([record(**{field: value})])
+    [image] = rows[IMAGES.name]
+    assert image["size_bytes"] == 9223372036854775807 and image["config_digest"] == "sha256:" + "c" * 64
+    tags = sorted(row["tag"] for row in rows[TAGS.name] if row["tag"])
+    assert tags == ([] if field == "tags" else ["1.0", "latest"])
+    assert len(rows.get(IMAGE_LAYERS.name, [])) == (0 if field == "layers" else 2)
+    [problem] = rows[LOAD_PROBLEMS.name]
+    assert (problem["registry"], problem["repository"], problem["call"], problem["object"]) == (
+        f"cr.yandex/{REGISTRY_ID}", "team/app", "Image.list", f"{DIGEST} {field}")
+    assert problem["reason"].startswith(f"{field}: expected a list, got {type(value).__name__} ") and problem["reason"].endswith("; skipped")
+
+
+def test_tag_entries_that_are_objects_or_empty_are_reported_the_others_load():
+    rows = mapped([record(tags=["latest", {"name": "x"}, "", 7])])
+    assert sorted(row["tag"] for row in rows[TAGS.name] if row["tag"]) == ["7", "latest"]
+    reasons = sorted(p["reason"] for p in rows[LOAD_PROBLEMS.name])
+    assert reasons == ["tags: an empty tag name; skipped", "tags: expected text, got dict; skipped"]
+
+
+def test_layer_entries_that_are_not_objects_are_reported_the_others_load():
+    doc = record()
+    doc["layers"] = [doc["layers"][0], "sha256:" + "9" * 64]
+    rows = mapped([doc])
+    assert [row["digest"] for row in rows[IMAGE_LAYERS.name]] == ["sha256:" + "1" * 64]
+    [problem] = rows[LOAD_PROBLEMS.name]
+    assert (problem["object"], problem["reason"]) == (f"{DIGEST} layers", "layers: 1 of 2 entries are not objects; skipped")
