@@ -11,6 +11,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from typing import List, Optional
 
 from sources.errors import RegistryError
@@ -87,12 +88,17 @@ def cmd_load(args: argparse.Namespace) -> int:
     if not args.quiet:
         progress = stderr_progress(logging.getLogger("registry_etl.progress") if is_json(args.log_format) else None)
     pipeline = _pipeline_for(args, progress)
+    deadline = time.monotonic() + args.wait
     try:
-        held = lock.acquire(pipeline)
+        held = lock.acquire(pipeline, wait=args.wait)
     except lock.LockBusy as busy:
         return _report_error(args, str(busy), EXIT_LOCKED, "locked")
     summary = LoadSummary(list(args.sources))
     with held:
+        try:  # DuckDB: a notebook holding the file would make the load fail later; say it now
+            lock.check_file_free(pipeline, wait=args.wait, deadline=deadline)
+        except lock.FileBusy as busy:
+            return _report_error(args, str(busy), EXIT_LOCKED, "file_busy")
         log.info("load started: %s", ", ".join(args.sources), extra={"event": "load_started", "run_id": summary.run_id})
         try:
             run_load(pipeline, args.sources, full_refresh=args.full_refresh, record_run=True, summary=summary)
@@ -267,6 +273,16 @@ def _common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     )
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 <= seconds <= 86400:
+        raise argparse.ArgumentTypeError("between 0 and 86400 seconds")
+    return seconds
+
+
 def _destination_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duckdb", help="DuckDB file (default registry_etl.duckdb)")
     parser.add_argument(
@@ -281,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="registry-etl", description=__doc__,
         epilog="exit codes: 0 ok, 1 other failure, 2 configuration, 3 credentials refused, 4 not found, "
-        "5 registry kept failing, 6 loaded in part, 75 another load of the dataset is running",
+        "5 registry kept failing, 6 loaded in part, 75 another load of the dataset is running or another process "
+        "holds the DuckDB file (try again later, or --wait)",
     )
     _common_options(parser, defaults=True)
     common = argparse.ArgumentParser(add_help=False)
@@ -293,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     _destination_options(load)
     load.add_argument("--full-refresh", action="store_true", help="drop what these sources loaded and load anew")
     load.add_argument("--quiet", action="store_true", help="no progress lines")
+    load.add_argument(
+        "--wait", type=_seconds, default=0.0, metavar="SECONDS",
+        help="when another load of the dataset runs, or another process (a notebook) holds the DuckDB "
+        "file, wait up to SECONDS for it before giving up with exit code 75 (default 0: give up at once)",
+    )
     load.set_defaults(func=cmd_load)
 
     status = sub.add_parser("status", help="the last runs recorded in the dataset, with their outcome", parents=[common])

@@ -9,7 +9,7 @@
 | 4 | a configured registry / repository / namespace does not exist |
 | 5 | the registry kept failing after retries, or answered something unreadable |
 | 6 | loaded, but some records only in part (see the `load_problems` table) |
-| 75 | another load of the same dataset is running (EX_TEMPFAIL: try again later) |
+| 75 | another load of the same dataset is running, or another process (a notebook) holds the DuckDB file (EX_TEMPFAIL: try again later) |
 """
 
 from __future__ import annotations
@@ -40,12 +40,16 @@ def classify(exc: BaseException) -> Tuple[int, str, str]:
     from sources.errors import RegistryError, redact
 
     from .load import root_cause
+    from .lock import file_busy
 
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED, "interrupted", "interrupted"
     cause = root_cause(exc)
     if isinstance(cause, RegistryError):
         return EXIT_CODES.get(cause.kind, EXIT_FAILED), cause.kind, str(cause)
+    busy = file_busy(exc)
+    if busy is not None:  # DuckDB refused its file: a notebook or another process holds it
+        return EXIT_LOCKED, "file_busy", redact(str(busy))
     message = redact(f"{type(cause).__name__}: {cause}")
     config_errors = ("ConfigField", "ConfigurationValueError", "UnknownDestination", "InvalidDestinationReference")
     if any(name in type(cause).__name__ for name in config_errors) or "ConfigField" in message:

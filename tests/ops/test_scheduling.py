@@ -167,3 +167,71 @@ def test_status_sees_a_running_load_without_taking_the_lock(tmp_path):
         assert current_holder(path)["pid"] == os.getpid()
         LoadLock(path + ".other").acquire().release()
     assert current_holder(path) is None  # released: the file is emptied
+
+
+def test_lock_wait_takes_the_lock_once_its_holder_ends(tmp_path):
+    """`--wait`: a second taker polls until the first releases; one log line says it waits."""
+    path = str(tmp_path / "w.lock")
+    waiting = threading.Event()
+
+    class Announce(logging.Handler):
+        def emit(self, record):
+            if "waiting up to 60 s for it to end" in record.getMessage():
+                waiting.set()
+
+    handler = Announce()
+    logger = logging.getLogger("registry_etl.lock")
+    logger.addHandler(handler)
+    saved = logger.level
+    logger.setLevel(logging.INFO)
+    got = []
+    try:
+        first = LoadLock(path).acquire()
+        taker = threading.Thread(target=lambda: got.append(LoadLock(path).acquire(wait=60)))
+        taker.start()
+        assert waiting.wait(60), "the waiting taker never said so"
+        assert taker.is_alive() and not got
+        first.release()
+        taker.join(60)
+        assert got and got[0].path == path
+        got[0].release()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
+
+
+def test_a_duckdb_refusal_anywhere_in_the_chain_is_exit_75_with_the_holders_pid(tmp_path):
+    """A real refusal: another process holds the file read-only, this one asks to write."""
+    from pipelines.exits import classify
+    from pipelines.lock import FileBusy, file_busy
+
+    path = str(tmp_path / "held.duckdb")
+    duckdb.connect(path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, sys\ncon = duckdb.connect({path!r}, read_only=True)\nprint('open', flush=True)\nsys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(duckdb.IOException) as refused:
+            duckdb.connect(path)
+    finally:
+        holder.stdin.close()
+        holder.wait(60)
+
+    class StepFailed(Exception):  # what dlt's PipelineStepFailed carries: the step
+        step = "load"
+
+    try:
+        try:
+            raise refused.value
+        except duckdb.IOException as exc:
+            raise StepFailed("Pipeline execution failed at `step=load`") from exc
+    except StepFailed as wrapped:
+        code, kind, message = classify(wrapped)
+        busy = file_busy(wrapped)
+    assert (code, kind) == (EXIT_LOCKED, "file_busy")
+    assert isinstance(busy, FileBusy) and busy.pid == holder.pid and busy.path == path and busy.step == "load"
+    assert message.startswith(f"the DuckDB file {path} is open in another process (PID {holder.pid}")
+    assert "kept in the pipeline folder and the next run loads it" in message and "\n" not in message
+    assert classify(RuntimeError("Could not set lock on a bicycle"))[0] != EXIT_LOCKED

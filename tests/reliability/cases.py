@@ -90,6 +90,44 @@ def _ecr_test_secrets(emulator: Emulator, env: Dict[str, str]) -> Dict[str, str]
     return {**env, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_SESSION_TOKEN": token}
 
 
+ECR_PROFILE = ("AKIARELPROFILE000042", "rel-profile-secret-Pp9Oo8Ii7Uu6Yy5", "rel-profile-session-token-Tt4Rr3Ee2")
+ECR_PROCESS = ("AKIARELPROCESS000042", "rel-process-secret-Mm1Nn2Bb3Vv4Cc5", "rel-process-session-token-Xx6Zz7Aa8")
+
+
+def _ecr_profile_secrets(emulator: Emulator, env: Dict[str, str]) -> Tuple[Dict[str, str], List[str]]:
+    """A named profile in a shared credentials file (`AWS_PROFILE` + `AWS_SHARED_CREDENTIALS_FILE`),
+    with a session token, and no key in the environment."""
+    import tempfile
+
+    key, secret, token = ECR_PROFILE
+    emulator.credentials = {key: secret}  # type: ignore[attr-defined]
+    handle = tempfile.NamedTemporaryFile("w", suffix=".credentials", delete=False)
+    handle.write(f"[reliability]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\naws_session_token = {token}\n")
+    handle.close()
+    return {**env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+            "AWS_PROFILE": "reliability", "AWS_SHARED_CREDENTIALS_FILE": handle.name}, [secret, token]
+
+
+def _ecr_process_secrets(emulator: Emulator, env: Dict[str, str]) -> Tuple[Dict[str, str], List[str]]:
+    """A profile in the config file (`AWS_CONFIG_FILE`) whose `credential_process` prints the keys
+    (how aws-vault, SSO helpers and the like hand them over)."""
+    import json
+    import sys
+    import tempfile
+
+    key, secret, token = ECR_PROCESS
+    emulator.credentials = {key: secret}  # type: ignore[attr-defined]
+    folder = tempfile.mkdtemp(prefix="rel-aws-")
+    script = os.path.join(folder, "credentials.py")
+    with open(script, "w") as handle:
+        handle.write("print(%r)\n" % json.dumps({"Version": 1, "AccessKeyId": key, "SecretAccessKey": secret, "SessionToken": token}))
+    config = os.path.join(folder, "config")
+    with open(config, "w") as handle:
+        handle.write(f"[profile reliability-process]\ncredential_process = {sys.executable} {script}\n")
+    return {**env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+            "AWS_PROFILE": "reliability-process", "AWS_CONFIG_FILE": config}, [secret, token]
+
+
 YANDEX_KEYS: Dict[str, Any] = {}
 
 
@@ -165,16 +203,26 @@ def _yandex_oauth_secrets(emulator: Emulator, env: Dict[str, str]) -> Tuple[Dict
 
 NCP_KEY, NCP_SECRET = "NCPRELIABILITYKEY0042", "rel-ncp-secret-Hh7Jj6Kk5Ll4"
 SWR_KEY, SWR_SECRET, SWR_TOKEN = "SWRRELIABILITYAK0042", "rel-swr-secret-Qq1Ww2Ee3Rr4", "rel-swr-token-MIIE-Zz9Xx8Cc7"
+SWR_PROJECT = "relproject0042d5e6f7a8b9c0"
 
 
 def _ncp_secrets(emulator: Emulator, env: Dict[str, str]) -> Tuple[Dict[str, str], List[str]]:
     emulator.credentials = {NCP_KEY: NCP_SECRET}  # type: ignore[attr-defined]
-    return {**env, "SOURCES__NCP__ACCESS_KEY": NCP_KEY, "SOURCES__NCP__SECRET_KEY": NCP_SECRET}, [NCP_SECRET]
+    # the access key is a dlt secret of the source too (and registered for redaction)
+    return {**env, "SOURCES__NCP__ACCESS_KEY": NCP_KEY, "SOURCES__NCP__SECRET_KEY": NCP_SECRET}, [NCP_SECRET, NCP_KEY]
 
 
 def _swr_aksk_secrets(emulator: Emulator, env: Dict[str, str]) -> Tuple[Dict[str, str], List[str]]:
     emulator.credentials = {SWR_KEY: SWR_SECRET}  # type: ignore[attr-defined]
-    return {**env, "SOURCES__SWR__ACCESS_KEY": SWR_KEY, "SOURCES__SWR__SECRET_KEY": SWR_SECRET}, [SWR_SECRET]
+    # AK/SK alone (the demo env's project_id unset): the project variant below adds one
+    env = {**env, "SOURCES__SWR__ACCESS_KEY": SWR_KEY, "SOURCES__SWR__SECRET_KEY": SWR_SECRET, "SOURCES__SWR__PROJECT_ID": ""}
+    return env, [SWR_SECRET, SWR_KEY]
+
+
+def _swr_project_secrets(emulator: Emulator, env: Dict[str, str]) -> Tuple[Dict[str, str], List[str]]:
+    """AK/SK with `project_id` (sent as the signed `X-Project-Id`; a dlt secret of the source)."""
+    env, secrets = _swr_aksk_secrets(emulator, env)
+    return {**env, "SOURCES__SWR__PROJECT_ID": SWR_PROJECT}, secrets + [SWR_PROJECT]
 
 
 def _swr_token_secrets(emulator: Emulator, env: Dict[str, str]) -> Tuple[Dict[str, str], List[str]]:
@@ -250,6 +298,7 @@ CASES: List[SourceCase] = [
         fault_options={"max_attempts": 12},
         secret_settings=("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
         use_test_secrets=_ecr_test_secrets,
+        secret_variants=(_ecr_profile_secrets, _ecr_process_secrets),
         reject_credentials=lambda emulator: setattr(emulator, "credentials", {"AKIAOTHERKEY00000000": "another-secret-000000000000"}),
     ),
     SourceCase(
@@ -276,7 +325,7 @@ CASES: List[SourceCase] = [
         registries=("namespace", "team-alpha"),
         detail_operation="list_tags",
         fast_retries=REST_FAST_RETRIES,
-        secret_variants=(_swr_aksk_secrets, _swr_token_secrets),
+        secret_variants=(_swr_aksk_secrets, _swr_project_secrets, _swr_token_secrets),
         sees_every_manifest=False,  # SWR lists tags: untagged manifests are not in its API
         volatile=("id", "repo_id"),  # the emulator numbers tags in the order they are first asked for
         reject_credentials=_clear_credentials,
