@@ -303,7 +303,10 @@ def _merged(pipeline: dlt.Pipeline, load_id: str, table: str) -> bool:
     """Whether the (aborted) package `load_id` committed a job writing `table` in the dataset
     itself: its merge job, or a direct load when the table is not staged."""
     try:
-        jobs = pipeline.get_load_package_info(load_id).jobs["completed_jobs"]
+        info = pipeline.get_load_package_info(load_id).jobs
+        # a started job may have committed before the kill (its outcome not yet recorded):
+        # load jobs run in parallel, so `images` can be merged while another table's copy is cut
+        jobs = list(info["completed_jobs"]) + list(info.get("started_jobs", ()))
     except Exception as exc:  # the package is gone: assume the worst
         log.debug("no package info for %s: %s", load_id, exc)
         return True

@@ -48,6 +48,7 @@ POINTS = {
     "after_load": None,  # landed in full
 }
 MIN_POINTS = 5  # issue 8: at least five kill points per source family
+PARALLEL_POINTS = {"mid_merge", "merge_done"}  # other load jobs may be in flight at these
 _reference = {}
 
 
@@ -216,7 +217,10 @@ def test_kill_then_rerun_gives_the_clean_data(tmp_path, tmp_path_factory, case, 
     if action is None:
         assert recovered == [], rerun.stdout
     else:
-        assert len(recovered) == 1 and recovered[0].startswith(f"recovered: {action} load "), rerun.stdout
+        # load jobs run in parallel: killed mid-merge, another table's copy job may be cut too,
+        # and then the package is discarded rather than finished (the data is the same)
+        allowed = {action, "discarded"} if point in PARALLEL_POINTS else {action}
+        assert len(recovered) == 1 and any(recovered[0].startswith(f"recovered: {a} load ") for a in allowed), rerun.stdout
     with duckdb.connect(path, read_only=True) as con:
         runs = con.execute(f"SELECT outcome, load_id, rows_total FROM registry.{RUN_LOG}").fetchall()
         loads = [lid for (lid,) in con.execute("SELECT load_id FROM registry._dlt_loads WHERE status = 0 AND schema_name <> ? ORDER BY load_id", [RUN_LOG]).fetchall()]
