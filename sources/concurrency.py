@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar
 
 T = TypeVar("T")
@@ -30,17 +30,23 @@ def map_bounded(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Itera
         yield from map(fn, items)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry-etl") as pool:
-        pending: Deque[Future] = deque()
-        try:
-            for item in items:
-                pending.append(pool.submit(fn, item))
-                if len(pending) >= workers:
-                    yield pending.popleft().result()
-            while pending:
+        yield from _in_order(pool, fn, items, workers)
+
+
+def _in_order(pool: Executor, fn: Callable[[T], R], items: Iterable[T], in_flight: int) -> Iterator[R]:
+    """`fn` over `items` on `pool`, results in input order, at most `in_flight` submitted and
+    not yet consumed; pending calls are cancelled when the caller stops early or one fails."""
+    pending: Deque[Future] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= in_flight:
                 yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 # ---- worker processes
@@ -147,17 +153,7 @@ def map_in_processes(
             initializer=_start_worker,
             initargs=(os.getpid(), dict(os.environ), queue, _logger_levels(), registered_secrets(), initializer, initargs),
         ) as pool:
-            pending: Deque[Future] = deque()
-            try:
-                for item in items:
-                    pending.append(pool.submit(fn, item))
-                    if len(pending) >= in_flight:
-                        yield pending.popleft().result()
-                while pending:
-                    yield pending.popleft().result()
-            finally:
-                for future in pending:
-                    future.cancel()
+            yield from _in_order(pool, fn, items, in_flight)
     finally:
         listener.stop()
         queue.close()
