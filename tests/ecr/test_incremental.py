@@ -13,11 +13,9 @@ from emulators.inventory import Inventory
 from pipelines.load import run_load
 from sources.errors import AuthError
 from tests.ecr.conftest import ecr_registry
+from tests.ecr.test_source import assert_matches_inventory
 from tests.support import (
     current_tags,
-    expected_children,
-    expected_images,
-    expected_layers,
     expected_tags,
     loaded_children,
     loaded_images,
@@ -44,13 +42,6 @@ def snapshot(pipeline):
         "history": tag_history(pipeline, "ecr"),
         "repositories": sorted(query(pipeline, "SELECT registry, repository, image_count, created_at FROM repositories")),
     }
-
-
-def assert_matches_inventory(pipeline, inventory):
-    assert loaded_images(pipeline, "ecr") == expected_images(inventory, ecr_registry)
-    assert loaded_layers(pipeline, "ecr") == expected_layers(inventory, ecr_registry)
-    assert loaded_children(pipeline, "ecr") == expected_children(inventory, ecr_registry)
-    assert current_tags(pipeline, "ecr") == expected_tags(inventory, ecr_registry)
 
 
 def rows_loaded(pipeline, table):
