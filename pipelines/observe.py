@@ -20,13 +20,28 @@ log = logging.getLogger("registry_etl.observe")
 _BOTOCORE_RETRY_LOGGERS = ("botocore.retries.standard", "botocore.retryhandler")
 
 
+def _is_retry(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return message.startswith("Retry needed, retrying") or message.startswith("Retry needed, action of")
+
+
+class RetryRecordsOnly(logging.Filter):
+    """On botocore's retry loggers while counting (and not debugging): keeps the retry records
+    and drops the "Not retrying request" record botocore logs after every call, which worker
+    processes would otherwise send to this process one by one (`sources.concurrency` gives a
+    worker's loggers the parent's filters)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _is_retry(record)
+
+
 class _CountingHandler(logging.Handler):
     def __init__(self, counter: "RetryCounter") -> None:
         super().__init__(logging.DEBUG)
         self.counter = counter
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("Retry needed, retrying") or record.getMessage().startswith("Retry needed, action of"):
+        if _is_retry(record):
             self.counter.add()
 
 
@@ -41,20 +56,23 @@ class RetryCounter:
         self._lock = threading.Lock()
         self._saved: List[Any] = []
         self._handler = _CountingHandler(self)
+        self._retries_only = RetryRecordsOnly()
 
     def add(self, *_: Any) -> None:
         with self._lock:
             self.count += 1
 
     def __enter__(self) -> "RetryCounter":
+        debugging = logging.getLogger("registry_etl").isEnabledFor(logging.DEBUG)
         for name in _BOTOCORE_RETRY_LOGGERS:
             logger = logging.getLogger(name)
             self._saved.append((logger, logger.level, logger.propagate))
-            debugging = logging.getLogger("registry_etl").isEnabledFor(logging.DEBUG)
             logger.setLevel(logging.DEBUG)
             # the records are wanted for counting, not on stderr (unless debugging)
             logger.propagate = debugging
             logger.addHandler(self._handler)
+            if not debugging:
+                logger.addFilter(self._retries_only)
         with self._patch_lock:
             RetryCounter._active.append(self)
             _patch_dlt_retry()
@@ -63,6 +81,7 @@ class RetryCounter:
     def __exit__(self, *exc: Any) -> None:
         for logger, level, propagate in self._saved:
             logger.removeHandler(self._handler)
+            logger.removeFilter(self._retries_only)
             logger.setLevel(level)
             logger.propagate = propagate
         self._saved.clear()

@@ -12,11 +12,12 @@ import logging
 import logging.handlers
 import multiprocessing
 import os
+import pickle
 import threading
 import time
 from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -97,16 +98,25 @@ def _exit_with_parent(pid: int) -> None:
             os._exit(1)
 
 
-def _logger_levels() -> Dict[str, int]:
-    """The levels set on the parent's loggers (root included): a worker creates the same
-    records (botocore's retry records at DEBUG, which the run counts, for one)."""
-    levels = {name: logger.level for name, logger in logging.root.manager.loggerDict.items()
-              if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET}
-    levels[""] = logging.getLogger().level
-    return levels
+def _logger_levels() -> Dict[str, Tuple[int, List[logging.Filter]]]:
+    """The levels and filters set on the parent's loggers (root included): a worker creates the
+    same records (botocore's retry records at DEBUG, which the run counts, for one), and drops
+    the ones the parent filters out before they cross to it."""
+    loggers = {name: logger for name, logger in logging.root.manager.loggerDict.items()
+               if isinstance(logger, logging.Logger) and (logger.level != logging.NOTSET or logger.filters)}
+    loggers[""] = logging.getLogger()
+    return {name: (logger.level, [f for f in logger.filters if _picklable(f)]) for name, logger in loggers.items()}
 
 
-def _start_worker(parent: int, environ: Dict[str, str], queue: Any, levels: Dict[str, int], secrets: Sequence[str], initializer: Optional[Callable[..., None]], initargs: Tuple[Any, ...]) -> None:
+def _picklable(value: Any) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:  # noqa: BLE001 - a filter that cannot cross stays in the parent
+        return False
+    return True
+
+
+def _start_worker(parent: int, environ: Dict[str, str], queue: Any, levels: Dict[str, Tuple[int, List[logging.Filter]]], secrets: Sequence[str], initializer: Optional[Callable[..., None]], initargs: Tuple[Any, ...]) -> None:
     from .errors import register_secret
 
     threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
@@ -114,8 +124,11 @@ def _start_worker(parent: int, environ: Dict[str, str], queue: Any, levels: Dict
     os.environ.update(environ)
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(queue)]
-    for name, level in levels.items():
-        logging.getLogger(name or None).setLevel(level)
+    for name, (level, filters) in levels.items():
+        logger = logging.getLogger(name or None)
+        logger.setLevel(level)
+        for log_filter in filters:
+            logger.addFilter(log_filter)
     for secret in secrets:
         register_secret(secret)
     if initializer is not None:

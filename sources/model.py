@@ -193,9 +193,20 @@ _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 _SORTED_JSON = json.JSONEncoder(default=str, sort_keys=True)
 
 
+def _compact_json(parts: Sequence[Any]) -> str:
+    """`_COMPACT_JSON.encode(list(parts))`, the same text; strings (the usual case) go straight
+    through the C string encoder instead of the encoder's Python loop (one tag row needs two)."""
+    if all(type(part) is str for part in parts):
+        return "[" + ",".join(map(_JSON_STRING, parts)) + "]"
+    return _COMPACT_JSON.encode(list(parts))
+
+
+_JSON_STRING = json.encoder.encode_basestring_ascii  # what JSONEncoder(ensure_ascii=True) uses
+
+
 def tag_key(provider: str, registry: str, repository: str, tag: str) -> str:
     """The single history key: JSON of the four parts, so no two tuples share a key."""
-    return _COMPACT_JSON.encode([provider, registry, repository, tag])
+    return _compact_json((provider, registry, repository, tag))
 
 
 def tag_row(provider: str, registry: str, repository: str, tag: str, digest: str) -> Dict[str, Any]:
@@ -228,7 +239,7 @@ def scope_marker(provider: str, registry: str, repository: Optional[str] = None)
 
 
 def _version(*parts: Any) -> str:
-    return hashlib.sha256(_COMPACT_JSON.encode(parts).encode()).hexdigest()[:32]
+    return hashlib.sha256(_compact_json(parts).encode()).hexdigest()[:32]
 
 
 def _jsonable(value: Any) -> Any:
@@ -254,11 +265,10 @@ def batch(table: Table, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     """Build one arrow table of `table` from dict rows; unknown keys become extra columns."""
     rows = list(rows)
     known = table.column_names
-    data = {name: [row.get(name) for row in rows] for name in known}
-    arrays = [_column(table, name, data[name], typ) for name, typ in table.columns]
+    arrays = _known_columns(table, rows)
     fields = list(table.arrow_schema)
     extra_names: List[str] = []
-    extra = set().union(*rows).difference(data) if rows else set()
+    extra = set().union(*rows).difference(known) if rows else set()
     if extra:  # in order of first appearance, as a row-by-row scan would find them
         for row in rows:
             for key in row:
@@ -274,6 +284,27 @@ def batch(table: Table, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
         arrays.append(arr)
         fields.append(pa.field(name, arr.type))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _known_columns(table: Table, rows: List[Mapping[str, Any]]) -> List[pa.Array]:
+    """The table's own columns from dict rows. Arrow converts the rows as one struct array in
+    C++ (keys it does not know are skipped), 2-3x faster than a Python list per column; a page
+    with a value of the wrong type takes the per-column path, which coerces and warns."""
+    try:
+        return pa.array(rows, type=_row_struct(table)).flatten()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        return [_column(table, name, [row.get(name) for row in rows], typ) for name, typ in table.columns]
+
+
+_ROW_STRUCTS: Dict[Any, pa.StructType] = {}
+
+
+def _row_struct(table: Table) -> pa.StructType:
+    key = (table.name, tuple(table.columns))
+    struct = _ROW_STRUCTS.get(key)
+    if struct is None:
+        struct = _ROW_STRUCTS[key] = pa.struct([pa.field(name, typ) for name, typ in table.columns])
+    return struct
 
 
 def _column(table: Table, name: str, values: List[Any], typ: pa.DataType) -> pa.Array:

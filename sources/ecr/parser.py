@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional
 
+import orjson
 from botocore.parsers import JSONParser, ResponseParserFactory
 
 Converter = Optional[Callable[[Any], Any]]  # None: the JSON value is already the result
@@ -28,7 +29,12 @@ class CompiledJSONParser(JSONParser):
         self._compiled: Dict[int, Any] = compiled if compiled is not None else {}
 
     def _handle_json_body(self, raw_body: bytes, shape: Any) -> Any:
-        parsed_json = self._parse_body_as_json(raw_body)
+        try:
+            # orjson reads the same JSON ~3x faster; anything it refuses (NaN, huge integers,
+            # a broken body) takes botocore's own path, with botocore's result or error
+            parsed_json = orjson.loads(raw_body) if raw_body else {}
+        except orjson.JSONDecodeError:
+            parsed_json = self._parse_body_as_json(raw_body)
         convert = self._converter(shape)
         return parsed_json if convert is None else convert(parsed_json)
 
