@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -9,6 +10,7 @@ from dlt.sources.helpers.requests import Client
 
 from pipelines.load import run_load
 from pipelines.observe import RetryCounter
+from sources.concurrency import map_in_processes
 from tests.support import new_pipeline
 
 
@@ -50,3 +52,34 @@ def test_dlt_http_client_retries_are_counted():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _log_like_botocore(attempts: int) -> list:
+    """In a worker process: botocore's records for `attempts` retries and the final answer."""
+    logger = logging.getLogger("botocore.retries.standard")
+    for attempt in range(attempts):
+        logger.debug("Retry needed, retrying request after delay of: %s", 0)
+    logger.debug("Not retrying request.")
+    return [type(f).__name__ for f in logger.filters]
+
+
+def test_worker_processes_count_retries_and_keep_the_per_call_records_to_themselves():
+    """botocore logs "Not retrying request." after every call: workers drop it before it
+    crosses to the loading process (a pickled record per call), and still send the retries."""
+    seen = []
+
+    class Capture(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    capture = Capture(logging.DEBUG)
+    with RetryCounter() as retries:
+        logging.getLogger("botocore.retries.standard").addHandler(capture)
+        try:
+            filters = list(map_in_processes(_log_like_botocore, [2, 0, 3], 2))
+        finally:
+            logging.getLogger("botocore.retries.standard").removeHandler(capture)
+    assert retries.count == 5
+    assert filters == [["RetryRecordsOnly"]] * 3
+    assert len(seen) == 5 and all(m.startswith("Retry needed") for m in seen)
+    assert not logging.getLogger("botocore.retries.standard").filters  # removed on exit
