@@ -3,8 +3,12 @@
 Calls: Registry.list per folder (or Registry.get per configured id) and Repository.list per
 registry → per registry (overlapped up to `concurrency`) Image.list, every page at pageSize
 1000; with a repository filter, Image.list per repository instead. Image.list returns each image whole
-(blobs, tags, createdAt), so a run makes listing calls only; images already loaded are not
-emitted again, tags always are (they are the history). Credentials: an IAM token, a
+(blobs, tags, createdAt), so a run makes listing calls only, and every run lists every image.
+Images already loaded are not emitted again. Each repository's listing leaves a fingerprint in
+the resource state (`ListingState`): a repository listed as at the last load, whose digests the
+destination still holds, emits no rows at all; a changed one emits its tags under its own scope
+marker, one that vanished a marker alone. A first load (or lost state) emits every tag under one
+registry marker. Credentials: an IAM token, a
 service-account authorized key or an OAuth token (see `auth.py`). Configuration lives under
 `[sources.yandex]`, secrets in `.dlt/secrets.toml` or the environment.
 

@@ -4,7 +4,8 @@ Calls (all `GET`, `nextPageToken` paging with pageSize 1000, a repeating token s
 `/registries?folderId` (Registry.list), `/registries/{id}` (Registry.get),
 `/repositories?registryId` (Repository.list), `/images?registryId|repositoryName` (Image.list).
 Image.list gives everything about an image in one record (blobs, tags, createdAt), so there is
-no per-image call to save: images already loaded are simply not emitted again, tags always are.
+no per-image call to save: images already loaded are simply not emitted again, and tags and
+repository rows only for repositories whose listing fingerprint changed (`UnitMapper.finish`).
 """
 
 from __future__ import annotations
