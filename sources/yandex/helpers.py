@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -535,6 +536,52 @@ class UnitMapper:
         return fingerprints
 
 
+_END = object()
+
+
+def prefetched(pages: Iterator[Any], name: str = "yandex-prefetch") -> Iterator[Any]:
+    """`pages`, the next one requested (in a thread) while the caller maps this one.
+
+    A page takes the registry a while to render and the caller a while to map; one after the
+    other, each waits for the other. At most one page waits in the queue; an error of the
+    listing is raised here, where the page would have been; when the caller stops early, the
+    thread stops after the call it is in.
+    """
+    handoff: "queue.Queue[Tuple[Any, Optional[BaseException]]]" = queue.Queue(maxsize=1)
+    stopped = threading.Event()
+
+    def put(item: Tuple[Any, Optional[BaseException]]) -> bool:
+        while not stopped.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        try:
+            for page in pages:
+                if not put((page, None)):
+                    return
+            put((_END, None))
+        except BaseException as exc:  # handed to the caller, raised there
+            put((_END, exc))
+
+    thread = threading.Thread(target=fetch, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            page, error = handoff.get()
+            if page is _END:
+                if error is not None:
+                    raise error
+                return
+            yield page
+    finally:
+        stopped.set()
+
+
 @dataclass
 class Unit:
     """What one worker reads: a whole registry, or some of its repositories."""
@@ -564,7 +611,7 @@ class UnitLoader:
         tables: List[Any] = []
 
         def read(pages: Iterator[List[Dict[str, Any]]]) -> None:
-            for page in pages:
+            for page in prefetched(pages):
                 for record in page:
                     mapper.add_image(record)
                 # image and layer rows leave as arrow tables page by page (compact); tags and
