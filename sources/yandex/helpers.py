@@ -228,8 +228,9 @@ _IMAGE_FIELDS = frozenset({"id", "name", "digest", "compressedSize", "config", "
 
 # bump when the mapping of a listing changes: every repository is then emitted again once
 FINGERPRINT_VERSION = "yandex-listing-1"
-# prefixes the fingerprint of a repository whose listing had problems: it never equals a
-# computed one, so the next run emits the repository again (its bad values may be fixed by then)
+# prefixes the fingerprint of a repository whose listing had problems: when a bad value is
+# fixed without anything hashed changing (a blob size), the clean fingerprint differs from it and
+# the repository is emitted again; the same problems again give the same rows, and are skipped
 _DIRTY = "problems:"
 _HASH_MODULUS = 1 << 128
 
