@@ -158,3 +158,27 @@ def test_image_and_layer_columns_equal_the_models_dict_rows():
     rows = as_dicts.rows._rows
     for table in (IMAGES, IMAGE_LAYERS, YANDEX_IMAGES):
         assert tables[table.name].equals(batch(table, rows[table.name])), table.name
+
+
+def test_fingerprint_is_order_free_and_sees_digests_tags_and_problems():
+    from tests.yandex.test_mapping import REGISTRY_ID, record
+
+    def fingerprints(records, previous=None):
+        mapper = UnitMapper(REGISTRY_ID, lambda registry, repository: {r["digest"] for r in records}, Rows(), previous)
+        for doc in records:
+            mapper.add_image(doc)
+        return mapper.finish({"team/app": "crprepo0000000000001"}), mapper.rows._rows
+
+    other = record(digest="sha256:" + "b" * 64, tags=["2.0"])
+    first, _ = fingerprints([record(), other])
+    assert fingerprints([other, record()])[0] == first  # pages may list images in any order
+    assert fingerprints([record(), record(digest="sha256:" + "b" * 64, tags=["2.1"])])[0] != first
+    assert fingerprints([record()])[0] != first
+    bad = record(layers=[{"id": "x", "digest": "sha256:" + "1" * 64, "size": "big", "urls": []}])
+    (marked,) = fingerprints([bad, other])[0].values()
+    assert marked.startswith("problems:") and marked != first["team/app"]
+    # unchanged and known: no rows at all; a changed repository: its tags under its own marker
+    _, rows = fingerprints([record(), other], previous=first)
+    assert not rows.get("tags") and not rows.get("repositories")
+    _, rows = fingerprints([record(tags=["latest"]), other], previous=first)
+    assert sorted((t["tag"] or "", t["scope"] or "") for t in rows["tags"]) == [("", "repository"), ("2.0", ""), ("latest", "")]
