@@ -305,8 +305,11 @@ def _merged(pipeline: dlt.Pipeline, load_id: str, table: str) -> bool:
     try:
         info = pipeline.get_load_package_info(load_id).jobs
         # a started job may have committed before the kill (its outcome not yet recorded):
-        # load jobs run in parallel, so `images` can be merged while another table's copy is cut
-        jobs = list(info["completed_jobs"]) + list(info.get("started_jobs", ()))
+        # load jobs run in parallel, so `images` can be merged while another table's copy is cut.
+        # `abort_packages()` (called before this) moves such a job to `failed_jobs`: a merge job
+        # commits inside `run()`, and its outcome is recorded only after the job closes its
+        # connection, so a kill in between leaves a merged table with an unrecorded job
+        jobs = list(info["completed_jobs"]) + list(info.get("started_jobs", ())) + list(info.get("failed_jobs", ()))
     except Exception as exc:  # the package is gone: assume the worst
         log.debug("no package info for %s: %s", load_id, exc)
         return True

@@ -3,8 +3,12 @@
 Calls: Registry.list per folder (or Registry.get per configured id) and Repository.list per
 registry → per registry (overlapped up to `concurrency`) Image.list, every page at pageSize
 1000; with a repository filter, Image.list per repository instead. Image.list returns each image whole
-(blobs, tags, createdAt), so a run makes listing calls only; images already loaded are not
-emitted again, tags always are (they are the history). Credentials: an IAM token, a
+(blobs, tags, createdAt), so a run makes listing calls only, and every run lists every image.
+Images already loaded are not emitted again. Each repository's listing leaves a fingerprint in
+the resource state (`ListingState`): a repository listed as at the last load, whose digests the
+destination still holds, emits no rows at all; a changed one emits its tags under its own scope
+marker, one that vanished a marker alone. A first load (or lost state) emits every tag under one
+registry marker. Credentials: an IAM token, a
 service-account authorized key or an OAuth token (see `auth.py`). Configuration lives under
 `[sources.yandex]`, secrets in `.dlt/secrets.toml` or the environment.
 
@@ -25,12 +29,14 @@ from dlt.sources import DltResource
 from ..concurrency import map_bounded
 from ..errors import ConfigError
 from ..http import build_session
-from ..model import TAGS, Rows, scope_marker
-from ..state import KnownImages
+from ..model import TAGS, Rows, emit, scope_marker
+from ..state import KnownImages, ListingState
 from .auth import BearerAuth, OAuthToken, ServiceAccountKeyToken, StaticToken, TokenSource, load_key_file
 from .helpers import (
     YANDEX_REGISTRIES,
+    Unit,
     UnitLoader,
+    UnitResult,
     YandexApi,
     as_list,
     loaded_registries,
@@ -127,6 +133,7 @@ def yandex_source(
     counter = request_counter if request_counter is not None else Counter()
     api = YandexApi(base_url, auth, counter, int(page_size))
     known = KnownImages(PROVIDER)
+    listings = ListingState()
 
     @dlt.resource(name="registry_list", selected=False)
     def registry_list() -> Iterator[List[Dict[str, Any]]]:
@@ -149,27 +156,53 @@ def yandex_source(
         # Repository.list here (one cheap call per registry): it checks the repository filter
         # before anything is read, and it names the repositories that have no image
         units = select_units({r: repository_ids(api, r) for r in sorted(records)}, repository_filter)
+        gone: List[str] = []
         if folders and not wanted_registries and not repository_filter:
             # a registry deleted since the last load is listed no more: close its tags too
-            for registry_id in sorted(loaded_registries(folders) - set(records)):
-                log.info("yandex registry %s is gone from its folder: closing its tag history", registry_id)
-                rows.add(TAGS, scope_marker(PROVIDER, registry_ref(registry_id)))
-        yield [{"_tables": list(rows.emit_all())}] + [{"_unit": unit} for unit in units]
+            gone = sorted(loaded_registries(folders) - set(records))
+        yield [{"_tables": list(rows.emit_all())}] + [{"_gone": registry_id} for registry_id in gone] + [{"_unit": unit} for unit in units]
 
     @dlt.transformer(data_from=registry_list, name="images")
     def images(page: List[Dict[str, Any]]) -> Iterator[Any]:
-        """Per unit (overlapped up to `concurrency`): repositories, images, layers and tags."""
+        """Per unit (overlapped up to `concurrency`): repositories, images, layers and tags; the
+        repositories whose listing did not change since the last load give no rows."""
+        listings.begin()
         for item in page:
             yield from item.get("_tables", ())
+        for registry_id in (item["_gone"] for item in page if "_gone" in item):
+            log.info("yandex registry %s is gone from its folder: closing its tag history", registry_id)
+            yield emit(TAGS, [scope_marker(PROVIDER, registry_ref(registry_id))])
+            listings.forget_others(registry_ref(registry_id), ())  # if it comes back, it is read in full
         units = [item["_unit"] for item in page if "_unit" in item]
         if not units:
             return
         known.of("", "")  # read what is loaded once, here, before the worker threads start
+        for unit in units:
+            registry = registry_ref(unit.registry_id)
+            if listings.incremental(registry):
+                unit.previous = {name: listings.previous(registry, name) for name in unit.repository_ids}
 
-        def load(unit: Any) -> List[Any]:
+        def load(unit: Unit) -> UnitResult:
             return UnitLoader(api, known.of).load(unit)
 
-        for tables in map_bounded(load, units, concurrency):
-            yield from tables
+        for unit, result in zip(units, map_bounded(load, units, concurrency)):
+            yield from result.tables
+            yield from _remember(unit, result.fingerprints)
+
+    def _remember(unit: Unit, fingerprints: Dict[str, str]) -> Iterator[Any]:
+        """Keep the unit's fingerprints for the next run; retire the tags of repositories an
+        incremental registry no longer holds."""
+        registry = registry_ref(unit.registry_id)
+        if unit.repositories is not None and unit.previous is None:
+            # a filtered read of a registry without fingerprints: remembering some would make the
+            # next full run skip the registry marker that retires what the others no longer hold
+            return
+        for name, fingerprint in fingerprints.items():
+            listings.remember(registry, name, fingerprint)
+        if unit.repositories is None:
+            gone = listings.forget_others(registry, fingerprints)
+            if gone and unit.previous is not None:
+                log.info("yandex %s: %d repositories are gone: closing their tag history", registry, len(gone))
+                yield emit(TAGS, [scope_marker(PROVIDER, registry, name) for name in gone])
 
     return registry_list, images

@@ -4,13 +4,16 @@ Calls (all `GET`, `nextPageToken` paging with pageSize 1000, a repeating token s
 `/registries?folderId` (Registry.list), `/registries/{id}` (Registry.get),
 `/repositories?registryId` (Repository.list), `/images?registryId|repositoryName` (Image.list).
 Image.list gives everything about an image in one record (blobs, tags, createdAt), so there is
-no per-image call to save: images already loaded are simply not emitted again, tags always are.
+no per-image call to save: images already loaded are simply not emitted again, and tags and
+repository rows only for repositories whose listing fingerprint changed (`UnitMapper.finish`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import queue
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,18 +25,22 @@ import pyarrow as pa
 from dlt.sources.helpers.rest_client import RESTClient
 
 from ..errors import BadResponseError, NotFoundError
-from ..http import GuardedCursorPaginator, build_client, get_json, paginate
+from ..http import RepeatGuardMixin, build_client, get_json
 from ..model import (
     IMAGE_LAYERS,
     IMAGES,
+    LOAD_PROBLEMS,
     REPOSITORIES,
     TAGS,
     TIMESTAMP,
     Rows,
+    emit_arrow,
     provider_table,
     scope_marker,
     tag_row,
 )
+from ..model import _as_text as value_as_text
+from ..model import _column as column_array
 from ..values import BadValue, as_list, objects_in, snake_case, to_int, to_list, to_text, to_time
 from .auth import BearerAuth, describe_status
 from .settings import PAGE_SIZE, PROVIDER, PULL_HOST
@@ -80,6 +87,15 @@ def full_name(registry_id: str, repository: str) -> str:
 
 
 # ---- the API
+class _TokenGuard(RepeatGuardMixin):
+    """A next-page token seen before ends the walk with an error (as the Yandex SDK does)."""
+
+    provider = PROVIDER
+
+    def __init__(self, call: str) -> None:
+        self.call = call
+
+
 class YandexApi:
     """The calls of one run."""
 
@@ -101,24 +117,33 @@ class YandexApi:
         self.counter[call.split(" ", 1)[0]] += 1
 
     def _pages(self, path: str, params: Dict[str, Any], selector: str, call: str, registry: Optional[str]) -> Iterator[List[Dict[str, Any]]]:
-        paginator = GuardedCursorPaginator("nextPageToken", "pageToken", PROVIDER, call)
-        for page in paginate(
-            self.client(),
-            path,
-            provider=PROVIDER,
-            call=call,
-            registry=registry,
-            params={**params, "pageSize": self.page_size},
-            paginator=paginator,
-            data_selector=selector,
-            describe=describe_status,
-            counter=self._count,
-        ):
-            # dlt wraps a string where the list belongs in a list: `"images": "all"` would read as
-            # an empty page and retire the tags it did not show
-            if not all(isinstance(item, dict) for item in page):
+        """Every page of a `nextPageToken` listing, each answer parsed once.
+
+        (dlt's cursor paginator parsed every answer a second time to find the token: a third of
+        the CPU a 1,000-image page costs.) A repeating token stops the walk with an error.
+        """
+        guard = _TokenGuard(call)
+        query = {**params, "pageSize": self.page_size}
+        while True:
+            body = get_json(self.client(), path, provider=PROVIDER, call=call, registry=registry, params=query,
+                            describe=describe_status, counter=self._count)
+            if not isinstance(body, dict):
+                raise BadResponseError(PROVIDER, call, "the answer is not a JSON object", registry=registry)
+            page = body.get(selector)
+            if page is None:
+                page = []  # proto3 JSON leaves an empty list out
+            elif isinstance(page, dict):
+                page = [page]
+            # a string where the list belongs would read as an empty page (or a page of
+            # characters) and retire the tags it did not show
+            if not isinstance(page, list) or not all(isinstance(item, dict) for item in page):
                 raise BadResponseError(PROVIDER, call, f"the answer's `{selector}` is not a list of objects", registry=registry)
             yield page
+            token = body.get("nextPageToken")
+            if not token:
+                return
+            guard._guard(token)
+            query = {**query, "pageToken": token}
 
     def registries(self, folder_id: str) -> Iterator[List[Dict[str, Any]]]:
         return self._pages("registries", {"folderId": folder_id}, "registries", f"Registry.list (folder {folder_id})", None)
@@ -147,10 +172,17 @@ class YandexApi:
 
 
 # ---- mapping
+# `json.dumps(value, sort_keys=True, separators=…)` built an encoder per call: a tenth of the
+# mapping's CPU went to constructing encoders for layers' `urls` (same text, tested)
+_SORTED_COMPACT_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def _json_text(value: Any) -> Optional[str]:
     if value is None:
         return None
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if isinstance(value, list) and not value:
+        return "[]"
+    return _SORTED_COMPACT_JSON.encode(value)
 
 
 def registry_row(record: Dict[str, Any], rows: Rows) -> Optional[Dict[str, Any]]:
@@ -192,63 +224,181 @@ def _int(value: Any, rows: Rows, registry: str, repository: Optional[str], obj: 
 
 
 
-_IMAGE_FIELDS = {"id", "name", "digest", "compressedSize", "config", "layers", "tags", "createdAt"}
+_IMAGE_FIELDS = frozenset({"id", "name", "digest", "compressedSize", "config", "layers", "tags", "createdAt"})
+
+# bump when the mapping of a listing changes: every repository is then emitted again once
+FINGERPRINT_VERSION = "yandex-listing-1"
+# prefixes the fingerprint of a repository whose listing had problems: when a bad value is
+# fixed without anything hashed changing (a blob size), the clean fingerprint differs from it and
+# the repository is emitted again; the same problems again give the same rows, and are skipped
+_DIRTY = "problems:"
+_HASH_MODULUS = 1 << 128
+
+
+def _image_hash(digest: Any, created_at: Any, tags: Any) -> int:
+    """What of one Image.list record a later run must see unchanged to skip its repository:
+    the digest (it fixes the blobs and sizes: content addressed), createdAt and the tags."""
+    text = f"{digest}\x1f{created_at!r}\x1f{tags!r}"
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=16).digest(), "little")
 
 
 @dataclass
-class RepositoryTotals:
-    """What the image listing tells about a repository (Repository.list gives only name and id)."""
+class RepositoryListing:
+    """What one unit's listing told about a repository (Repository.list gives only its name
+    and id): the repository row's totals, its tags, and an order-free hash of its images.
 
-    repository_id: Optional[str] = None
-    image_count: int = 0
+    Only small tuples are held (never the records): the tags as tag -> (digest, createdAt),
+    the digests seen, and the distinct blobs' sizes.
+    """
+
+    digests: Set[str] = field(default_factory=set)
+    tags: Dict[str, Tuple[str, Optional[datetime]]] = field(default_factory=dict)
     blobs: Dict[str, int] = field(default_factory=dict)  # digest -> size: distinct blobs stored
     updated_at: Optional[datetime] = None
+    hash: int = 0  # sum of the images' hashes: the same whatever order the pages list them in
+    unknown: bool = False  # an image the destination does not hold
+    problems: bool = False  # a record of it was loaded only in part
 
-    def add(self, created_at: Optional[datetime], blobs: List[Tuple[Optional[str], Optional[int]]]) -> None:
-        self.image_count += 1
-        for digest, size in blobs:
-            if digest and size is not None:
-                self.blobs[digest] = size
-        if created_at and (self.updated_at is None or created_at > self.updated_at):
-            self.updated_at = created_at
+    def fingerprint(self, repository_id: Optional[str]) -> str:
+        text = f"{FINGERPRINT_VERSION}\x1f{repository_id!r}\x1f{len(self.digests)}\x1f{self.hash % _HASH_MODULUS:x}"
+        fingerprint = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        return _DIRTY + fingerprint if self.problems else fingerprint
+
+
+# columns the unified tables lack, kept as extra TEXT columns (as the model's `batch()` keeps a
+# dict row's unknown keys): the blob id and download URLs of each layer
+_LAYER_EXTRAS = ("blob_id", "urls")
+
+
+class _DetailColumns:
+    """The `images`, `images__layers` and `yandex_images` rows of new digests, kept as one list
+    per column: a dict per row, then `batch()` turning them into columns, cost a third of the
+    mapping. `arrow_tables()` builds the same tables `batch()` would (types, extra columns)."""
+
+    TABLES = (IMAGES, IMAGE_LAYERS, YANDEX_IMAGES)
+
+    def __init__(self) -> None:
+        self.columns: Dict[str, Dict[str, List[Any]]] = {
+            table.name: {name: [] for name in table.column_names} for table in self.TABLES
+        }
+        self.columns[IMAGE_LAYERS.name].update({name: [] for name in _LAYER_EXTRAS})
+
+    def arrow_tables(self) -> Iterator[Tuple[Any, pa.Table]]:
+        for table in self.TABLES:
+            columns = self.columns[table.name]
+            count = max(len(values) for values in columns.values())
+            if not count:
+                continue
+            arrays = [
+                column_array(table, name, columns[name], typ) if columns[name] else pa.nulls(count, typ)
+                for name, typ in table.columns
+            ]
+            fields = list(table.arrow_schema)
+            for name in columns:
+                if name in table.column_names:
+                    continue
+                values = [value_as_text(value) for value in columns[name]]
+                if len(values) == count and any(value is not None for value in values):
+                    arrays.append(pa.array(values, type=pa.string()))
+                    fields.append(pa.field(name, pa.string()))
+            yield table, pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+            for values in columns.values():
+                values.clear()
+
+    def move_into(self, rows: Rows) -> None:
+        """The same rows as dicts into `rows` (for callers that inspect dict rows)."""
+        for table in self.TABLES:
+            columns = self.columns[table.name]
+            names = [name for name, values in columns.items() if values]
+            for values in zip(*(columns[name] for name in names)):
+                rows.add(table, dict(zip(names, values)))
+            for values in columns.values():
+                values.clear()
 
 
 class UnitMapper:
-    """Maps the Image.list records of one unit (a registry, or one repository) to rows."""
+    """Maps the Image.list records of one unit (a registry, or one repository) to rows.
 
-    def __init__(self, registry_id: str, known: Callable[[str, str], Set[str]], rows: Rows) -> None:
+    Image and layer rows of digests the destination lacks are made as the records come; tags
+    and repository rows wait for `finish()` (a registry's listing names a repository's images
+    on any page). With `previous` (the fingerprints of the last load: an incremental run),
+    `finish()` emits only the repositories whose listing changed, each under its own scope
+    marker; without it, every repository under one registry marker.
+    """
+
+    def __init__(
+        self,
+        registry_id: str,
+        known: Callable[[str, str], Set[str]],
+        rows: Rows,
+        previous: Optional[Dict[str, Optional[str]]] = None,
+        arrow: bool = False,
+    ) -> None:
+        """
+        Args:
+            registry_id: The registry the unit reads.
+            known: (registry, repository) -> the digests the destination holds.
+            rows: Where tag, repository and problem rows go (and every row without `arrow`).
+            previous: The fingerprints of the last load (None: emit every repository).
+            arrow: Keep the image and layer rows as columns for `emit_all()` instead of
+                adding dict rows to `rows`.
+        """
         self.registry_id = registry_id
+        self.arrow = arrow
         self.registry = registry_ref(registry_id)
         self.known = known
         self.rows = rows
-        self.totals: Dict[str, RepositoryTotals] = {}
-        self._seen: Set[Tuple[str, str]] = set()  # (repository, digest) already mapped in this run
-        self._tags: Dict[str, Tuple[Optional[datetime], Dict[str, Any]]] = {}  # tag_key -> (createdAt, row)
+        self.previous = previous
+        self.listings: Dict[str, RepositoryListing] = {}
+        self.details = _DetailColumns()
+
+    def _listing(self, repository: str) -> RepositoryListing:
+        listing = self.listings.get(repository)
+        if listing is None:
+            listing = self.listings[repository] = RepositoryListing()
+        return listing
 
     def add_image(self, record: Dict[str, Any]) -> None:
         name, digest = record.get("name"), record.get("digest")
         if not name or not digest:
             self.rows.problem(PROVIDER, self.registry, None, "Image.list", record.get("id"), "an image without a name or digest")
+            if name:
+                self._listing(repository_of(str(name), self.registry_id)).problems = True
             return
         repository = repository_of(str(name), self.registry_id)
-        if (repository, digest) in self._seen:
+        listing = self._listing(repository)
+        if digest in listing.digests:
             return  # listed twice (pages shifted while a push happened): the first is as good
-        self._seen.add((repository, digest))
-        created_at = _time(record.get("createdAt"), self.rows, self.registry, repository, "Image.list", f"{digest} createdAt")
+        listing.digests.add(digest)
+        problems = self.rows.count(LOAD_PROBLEMS)
+        created_raw, tags_raw = record.get("createdAt"), record.get("tags")
+        listing.hash += _image_hash(digest, created_raw, tags_raw)
+        created_at = _time(created_raw, self.rows, self.registry, repository, "Image.list", f"{digest} createdAt")
         config = record.get("config") if isinstance(record.get("config"), dict) else None
         layers, skipped = objects_in(self._list(record, "layers", repository, digest))
         if skipped:
             self.rows.problem(PROVIDER, self.registry, repository, "Image.list", f"{digest} layers",
                               f"layers: {skipped} of {skipped + len(layers)} entries are not objects; skipped")
-        blobs = [(b.get("digest"), _int(b.get("size"), self.rows, self.registry, repository, f"{digest} blob size")) for b in ([config] if config else []) + layers]
-        self.totals.setdefault(repository, RepositoryTotals()).add(created_at, blobs)
-        for tag in self._list(record, "tags", repository, digest):
-            name = self._tag_name(tag, repository, digest)
-            if name:
-                self._add_tag(repository, name, digest, created_at)
-        if digest in self.known(self.registry, repository):
-            return  # digests are immutable: what is loaded stays right
-        self._add_details(record, repository, digest, created_at, config, layers, blobs)
+        blobs = [(b.get("digest"), self._size(b.get("size"), repository, digest)) for b in ([config] if config else []) + layers]
+        for blob, size in blobs:
+            if blob and size is not None:
+                listing.blobs[blob] = size
+        if created_at and (listing.updated_at is None or created_at > listing.updated_at):
+            listing.updated_at = created_at
+        for tag in self._list(record, "tags", repository, digest) if tags_raw is not None else ():
+            tag_name = self._tag_name(tag, repository, digest)
+            if tag_name:
+                self._add_tag(listing, repository, tag_name, digest, created_at)
+        if digest not in self.known(self.registry, repository):
+            listing.unknown = True
+            self._add_details(record, repository, digest, created_at, config, layers, blobs)
+        if self.rows.count(LOAD_PROBLEMS) != problems:
+            listing.problems = True
+
+    def _size(self, value: Any, repository: str, digest: str) -> Optional[int]:
+        if type(value) is str and value.isdigit() and value.isascii():
+            return int(value)  # what Yandex sends (int64 as a string): skip the general parser
+        return _int(value, self.rows, self.registry, repository, f"{digest} blob size")
 
     def _list(self, record: Dict[str, Any], field_name: str, repository: str, digest: str) -> List[Any]:
         """A list field of an image record; anything else is reported and read as empty."""
@@ -260,6 +410,8 @@ class UnitMapper:
 
     def _tag_name(self, tag: Any, repository: str, digest: str) -> Optional[str]:
         """One entry of `tags` as a tag name; an object, a list or an empty name is reported and skipped."""
+        if type(tag) is str and tag:
+            return tag
         try:
             name = to_text(tag)
         except BadValue as exc:
@@ -271,90 +423,164 @@ class UnitMapper:
         return name or None
 
     def _add_details(self, record, repository, digest, created_at, config, layers, blobs) -> None:
-        key = {"provider": PROVIDER, "registry": self.registry, "repository": repository}
-        image: Dict[str, Any] = {
-            **key,
-            "digest": digest,
+        extra = [key for key in record if key not in _IMAGE_FIELDS]
+        images = self.details.columns[IMAGES.name]
+        if extra:
+            # a field Yandex added later: kept as a column (the model's dict rows know how)
+            image: Dict[str, Any] = {"provider": PROVIDER, "registry": self.registry, "repository": repository, "digest": digest}
+            image.update(self._image_values(record, repository, digest, created_at, config, layers, blobs))
+            for key in extra:
+                image[snake_case(key)] = record[key]
+            self.rows.add(IMAGES, image)
+        else:
+            for column, value in (("provider", PROVIDER), ("registry", self.registry), ("repository", repository), ("digest", digest)):
+                images[column].append(value)
+            for column, value in self._image_values(record, repository, digest, created_at, config, layers, blobs).items():
+                images[column].append(value)
+        layer_sizes = blobs[1:] if config else blobs
+        columns = self.details.columns[IMAGE_LAYERS.name]
+        count = len(layers)
+        if count:
+            columns["provider"].extend([PROVIDER] * count)
+            columns["registry"].extend([self.registry] * count)
+            columns["repository"].extend([repository] * count)
+            columns["image_digest"].extend([digest] * count)
+            columns["position"].extend(range(count))
+            columns["digest"].extend([blob for blob, _ in layer_sizes])
+            columns["size_bytes"].extend([size for _, size in layer_sizes])
+            columns["blob_id"].extend([layer.get("id") for layer in layers])
+            columns["urls"].extend([_json_text(layer.get("urls") or []) for layer in layers])
+        own = self.details.columns[YANDEX_IMAGES.name]
+        own["registry"].append(self.registry)
+        own["repository"].append(repository)
+        own["digest"].append(digest)
+        own["image_id"].append(record.get("id"))
+        own["registry_id"].append(self.registry_id)
+        own["name"].append(record.get("name"))
+        own["config_blob_id"].append(config.get("id") if config else None)
+        own["config_urls"].append(_json_text(config.get("urls") or []) if config else None)
+
+    def _image_values(self, record, repository, digest, created_at, config, layers, blobs) -> Dict[str, Any]:
+        """The `images` columns besides the key that Image.list fills."""
+        return {
             "size_bytes": _int(record.get("compressedSize"), self.rows, self.registry, repository, f"{digest} compressedSize"),
             "created_at": created_at,
             "layer_count": len(layers),
+            "config_digest": config.get("digest") if config else None,
+            "config_size_bytes": blobs[0][1] if config else None,
         }
-        if config:
-            image["config_digest"] = config.get("digest")
-            image["config_size_bytes"] = blobs[0][1]
-        for extra, value in record.items():
-            if extra not in _IMAGE_FIELDS:
-                image[snake_case(extra)] = value  # a field Yandex added later: kept as a column
-        self.rows.add(IMAGES, image)
-        layer_sizes = blobs[1:] if config else blobs
-        for position, (layer, (layer_digest, size)) in enumerate(zip(layers, layer_sizes)):
-            self.rows.add(
-                IMAGE_LAYERS,
-                {
-                    **key,
-                    "image_digest": digest,
-                    "position": position,
-                    "digest": layer_digest,
-                    "size_bytes": size,
-                    "media_type": None,  # Image.list does not say
-                    "blob_id": layer.get("id"),
-                    "urls": _json_text(layer.get("urls") or []),
-                },
-            )
-        self.rows.add(
-            YANDEX_IMAGES,
-            {
-                "registry": self.registry,
-                "repository": repository,
-                "digest": digest,
-                "image_id": record.get("id"),
-                "registry_id": self.registry_id,
-                "name": record.get("name"),
-                "config_blob_id": config.get("id") if config else None,
-                "config_urls": _json_text(config.get("urls") or []) if config else None,
-            },
-        )
 
-    def _add_tag(self, repository: str, tag: str, digest: str, created_at: Optional[datetime]) -> None:
-        row = tag_row(PROVIDER, self.registry, repository, tag, digest)
-        earlier = self._tags.get(row["tag_key"])
-        if earlier is not None and earlier[1]["digest"] != digest:
+    def _add_tag(self, listing: RepositoryListing, repository: str, tag: str, digest: str, created_at: Optional[datetime]) -> None:
+        earlier = listing.tags.get(tag)
+        if earlier is not None and earlier[0] != digest:
             # a tag listed on two images (it moved while the pages were read): the newer image has it
-            self.rows.problem(PROVIDER, self.registry, repository, "Image.list", tag, f"tag listed on {earlier[1]['digest']} and {digest}")
-            if earlier[0] is not None and created_at is not None and earlier[0] > created_at:
+            self.rows.problem(PROVIDER, self.registry, repository, "Image.list", tag, f"tag listed on {earlier[0]} and {digest}")
+            if earlier[1] is not None and created_at is not None and earlier[1] > created_at:
                 return
-        self._tags[row["tag_key"]] = (created_at, row)
+        listing.tags[tag] = (digest, created_at)
 
-    def finish(self, repository_ids: Dict[str, str], repositories: Optional[List[str]] = None) -> None:
+    def emit_all(self) -> Iterator[Any]:
+        """The rows made so far, as marked arrow tables (the detail columns, then the dict rows)."""
+        if self.arrow:
+            for table, arrow in self.details.arrow_tables():
+                yield emit_arrow(table, arrow)
+        else:
+            self.details.move_into(self.rows)
+        yield from self.rows.emit_all()
+
+    def finish(self, repository_ids: Dict[str, Optional[str]], repositories: Optional[List[str]] = None) -> Dict[str, str]:
         """Tag rows, repository rows and the scope markers, once the unit was read in full.
 
         Args:
             repository_ids: Repository.list's name -> id (repositories without images included).
             repositories: The repositories this unit covered (None: the whole registry).
+
+        Returns:
+            The fingerprint of every repository the unit saw (to remember for the next run).
         """
-        self.rows.extend(TAGS, (row for _, row in self._tags.values()))
-        names = set(self.totals) | set(repository_ids if repositories is None else [])
+        names = set(self.listings) | set(repository_ids if repositories is None else [])
         if repositories is not None:
             names |= {name for name in repositories if name in repository_ids}
+        incremental = self.previous is not None
+        fingerprints: Dict[str, str] = {}
+        emitted: Set[str] = set()
         for name in sorted(names):
-            totals = self.totals.get(name, RepositoryTotals())
+            listing = self.listings.get(name) or RepositoryListing()
+            fingerprint = fingerprints[name] = listing.fingerprint(repository_ids.get(name))
+            if incremental and not listing.unknown and self.previous.get(name) == fingerprint:  # type: ignore[union-attr]
+                continue  # listed as at the last load, every image in the destination: its rows still hold
+            emitted.add(name)
+            self.rows.extend(TAGS, (tag_row(PROVIDER, self.registry, name, tag, digest) for tag, (digest, _) in listing.tags.items()))
             self.rows.add(
                 REPOSITORIES,
                 {
                     "provider": PROVIDER,
                     "registry": self.registry,
                     "repository": name,
-                    "image_count": totals.image_count,
-                    "size_bytes": sum(totals.blobs.values()),
-                    "updated_at": totals.updated_at,
+                    "image_count": len(listing.digests),
+                    "size_bytes": sum(listing.blobs.values()),
+                    "updated_at": listing.updated_at,
                     "repository_id": repository_ids.get(name),
                 },
             )
+            if incremental and repositories is None:
+                self.rows.add(TAGS, scope_marker(PROVIDER, self.registry, name))
         if repositories is None:
-            self.rows.add(TAGS, scope_marker(PROVIDER, self.registry))
+            if not incremental:
+                self.rows.add(TAGS, scope_marker(PROVIDER, self.registry))
         else:
             for name in repositories:
-                self.rows.add(TAGS, scope_marker(PROVIDER, self.registry, name))
+                if name in emitted or name not in names:
+                    self.rows.add(TAGS, scope_marker(PROVIDER, self.registry, name))
+        if not self.arrow:
+            self.details.move_into(self.rows)
+        return fingerprints
+
+
+_END = object()
+
+
+def prefetched(pages: Iterator[Any], name: str = "yandex-prefetch") -> Iterator[Any]:
+    """`pages`, the next one requested (in a thread) while the caller maps this one.
+
+    A page takes the registry a while to render and the caller a while to map; one after the
+    other, each waits for the other. At most one page waits in the queue; an error of the
+    listing is raised here, where the page would have been; when the caller stops early, the
+    thread stops after the call it is in.
+    """
+    handoff: "queue.Queue[Tuple[Any, Optional[BaseException]]]" = queue.Queue(maxsize=1)
+    stopped = threading.Event()
+
+    def put(item: Tuple[Any, Optional[BaseException]]) -> bool:
+        while not stopped.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        try:
+            for page in pages:
+                if not put((page, None)):
+                    return
+            put((_END, None))
+        except BaseException as exc:  # handed to the caller, raised there
+            put((_END, exc))
+
+    thread = threading.Thread(target=fetch, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            page, error = handoff.get()
+            if page is _END:
+                if error is not None:
+                    raise error
+                return
+            yield page
+    finally:
+        stopped.set()
 
 
 @dataclass
@@ -364,6 +590,14 @@ class Unit:
     registry_id: str
     repository_ids: Dict[str, Optional[str]]  # Repository.list: repository -> id
     repositories: Optional[List[str]] = None  # None: the whole registry
+    # the fingerprints of the last load (ListingState) when the registry is read incrementally
+    previous: Optional[Dict[str, Optional[str]]] = None
+
+
+@dataclass
+class UnitResult:
+    tables: List[Any]  # marked arrow tables, ready to yield
+    fingerprints: Dict[str, str]  # repository -> fingerprint of its listing
 
 
 class UnitLoader:
@@ -373,18 +607,17 @@ class UnitLoader:
         self.api = api
         self.known = known
 
-    def load(self, unit: Unit) -> List[Any]:
-        rows = Rows()
-        mapper = UnitMapper(unit.registry_id, self.known, rows)
+    def load(self, unit: Unit) -> UnitResult:
+        mapper = UnitMapper(unit.registry_id, self.known, Rows(), unit.previous, arrow=True)
         tables: List[Any] = []
 
         def read(pages: Iterator[List[Dict[str, Any]]]) -> None:
-            for page in pages:
+            for page in prefetched(pages):
                 for record in page:
                     mapper.add_image(record)
                 # image and layer rows leave as arrow tables page by page (compact); tags and
-                # repository totals wait for the end of the unit
-                tables.extend(rows.emit_all())
+                # repository rows wait for the end of the unit
+                tables.extend(mapper.emit_all())
 
         if unit.repositories is None:
             read(self.api.images(unit.registry_id))
@@ -395,9 +628,9 @@ class UnitLoader:
                 except NotFoundError:
                     # deleted between Repository.list and now: it has no images, its tags are closed
                     log.warning("yandex %s: repository %s vanished while it was read", registry_ref(unit.registry_id), repository)
-        mapper.finish(unit.repository_ids, unit.repositories)
-        tables.extend(rows.emit_all())
-        return tables
+        fingerprints = mapper.finish(unit.repository_ids, unit.repositories)
+        tables.extend(mapper.emit_all())
+        return UnitResult(tables, fingerprints)
 
 
 def repository_ids(api: YandexApi, registry_id: str) -> Dict[str, Optional[str]]:
@@ -466,6 +699,8 @@ __all__ = [
     "UnitLoader",
     "UnitMapper",
     "Unit",
+    "UnitResult",
+    "RepositoryListing",
     "select_units",
     "repository_ids",
     "loaded_registries",
