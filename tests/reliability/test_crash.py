@@ -221,6 +221,7 @@ def test_kill_then_rerun_gives_the_clean_data(tmp_path, tmp_path_factory, case, 
         # and then the package is discarded rather than finished (the data is the same)
         allowed = {action, "discarded"} if point in PARALLEL_POINTS else {action}
         assert len(recovered) == 1 and any(recovered[0].startswith(f"recovered: {a} load ") for a in allowed), rerun.stdout
+        action = recovered[0].split()[1]  # what the rerun did: the loads below follow from it
     with duckdb.connect(path, read_only=True) as con:
         runs = con.execute(f"SELECT outcome, load_id, rows_total FROM registry.{RUN_LOG}").fetchall()
         loads = [lid for (lid,) in con.execute("SELECT load_id FROM registry._dlt_loads WHERE status = 0 AND schema_name <> ? ORDER BY load_id", [RUN_LOG]).fetchall()]
