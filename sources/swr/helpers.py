@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import requests
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
+from jsonpath_ng import Root
 from requests.auth import AuthBase
 
 from .. import model
@@ -276,6 +277,10 @@ def tags_path(namespace: str, repository: str) -> str:
 
 # ---------------------------------------------------------------- calls
 
+# The answers are bare arrays: the whole body is the page. Without a selector dlt parses every
+# body twice (once to guess where the data is, once to take it); a compiled path is used as is.
+WHOLE_BODY = Root()
+
 
 class SwrApi:
     """The three listing calls of one region's SWR endpoint, with errors turned into ours.
@@ -328,7 +333,7 @@ class SwrApi:
         for page in paginate(
             self._client(), path, provider=PROVIDER, call=call, registry=registry, params=params,
             paginator=ContentRangePaginator(call, registry, self.page_limit), describe=describe_swr_error,
-            counter=self._count,
+            counter=self._count, data_selector=WHOLE_BODY,
         ):
             if not all(isinstance(item, dict) for item in page):
                 raise BadResponseError(PROVIDER, call, "the answer is not a JSON array of objects", registry=registry)
