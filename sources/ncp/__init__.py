@@ -124,7 +124,7 @@ def _load_registry(
                 stamp_of[repository] = image.get("last_updated")
         yield from rows.emit_all()
 
-    changed = [repo for repo, stamp in stamp_of.items() if stamps.changed(registry, repo, stamp)]
+    changed = stamps.changed_among(registry, stamp_of)
     vanished = sorted(stamps.repositories_of(registry) - set(stamp_of))
 
     # what is loaded is read here, in the extract thread: the worker threads have no pipeline context
@@ -142,15 +142,18 @@ def _load_registry(
     # checks each item's table hints), and a table per repository made that most of the extract
     batch = Rows()
     partial = len(changed) < len(stamp_of)
+    read: List[str] = []
     for repository, mapped in zip(changed, map_bounded(read_tags, changed, concurrency)):
         batch.merge(mapped)
         if partial:
             # a partial read: close only this repository's tags that are gone
             batch.add(TAGS, scope_marker(PROVIDER, registry, repository))
-        # remembered here, in the extract thread; dlt commits it only with a successful load
-        stamps.remember(registry, repository, stamp_of[repository])
+        read.append(repository)
         if len(batch) >= EMIT_ROWS:
             yield from batch.emit_all()
+    # remembered here, in the extract thread, once every changed repository was read; dlt
+    # commits it only with a successful load
+    stamps.remember_all(registry, [(repository, stamp_of[repository]) for repository in read])
 
     if not partial:
         # every repository read in full: tags of repositories that vanished close too

@@ -297,8 +297,16 @@ class Converter:
         self.rows, self.registry, self.repository, self.call, self.obj = rows, registry, repository, call, obj
 
     def __call__(self, doc: Dict[str, Any], field: str, convert: Callable[[Any], Any]) -> Any:
+        value = doc.get(field)
+        # the common cases without a call (a tag maps ~15 values): a missing value is None for
+        # every converter here (to_list's [] is read as `or []`), text is text, an int an int
+        if value is None:
+            return None
+        kind = type(value)
+        if (kind is str and convert is _text) or (kind is int and convert is to_int):
+            return value
         try:
-            return convert(doc.get(field))
+            return convert(value)
         except BadValue as exc:
             self.rows.problem(PROVIDER, self.registry, self.repository, self.call, self.obj, f"{field}: {exc}")
             return None
