@@ -407,6 +407,13 @@ class Problems:
 
     def value(self, convert: Callable[[Any], Any], value: Any, obj: str, what: str) -> Any:
         """`convert(value)`, or None and a problem row when the value cannot be read."""
+        # the common cases without a call (a tag record has ~8 values to convert): a missing
+        # value is None for every converter here, an int an int, a boolean a boolean
+        if value is None:
+            return None
+        kind = type(value)
+        if (kind is int and convert is to_int) or (kind is bool and convert is _flag):
+            return value
         try:
             return convert(value)
         except BadValue as exc:
@@ -537,9 +544,10 @@ def _swr_tag(
         "updated_at": problems.value(to_time, record.get("updated"), obj, "updated"),
         "deleted_at": problems.value(to_time, record.get("deleted"), obj, "deleted"),
     }
-    for key, value in record.items():  # fields this version of the API added: kept, not dropped
-        if key not in _TAG_FIELDS_USED:
-            row[key] = _text(value)
+    if record.keys() - _TAG_FIELDS_USED:  # fields this version of the API added: kept, not dropped
+        for key, value in record.items():
+            if key not in _TAG_FIELDS_USED:
+                row[key] = _text(value)
     return row
 
 
