@@ -287,14 +287,21 @@ class NcpApi:
 
 def _extras(doc: Dict[str, Any], known: Set[str], prefix: str = "") -> Dict[str, Any]:
     """Fields this code does not know yet, kept under their own (snake_case) names."""
+    if not doc.keys() - known:  # the usual case, without a loop in Python
+        return {}
     return {prefix + snake_case(key): value for key, value in doc.items() if key not in known}
 
 
 class Converter:
     """Converts one record's values, recording what it cannot read as a load problem."""
 
-    def __init__(self, rows: Rows, registry: Optional[str], repository: Optional[str], call: str, obj: Optional[str]) -> None:
+    def __init__(
+        self, rows: Rows, registry: Optional[str], repository: Optional[str], call: str, obj: Optional[str],
+        times: Optional[Dict[Any, Any]] = None,
+    ) -> None:
         self.rows, self.registry, self.repository, self.call, self.obj = rows, registry, repository, call, obj
+        # times already read (shared by the records of one repository, which repeat them)
+        self.times = times if times is not None else {}
 
     def __call__(self, doc: Dict[str, Any], field: str, convert: Callable[[Any], Any]) -> Any:
         value = doc.get(field)
@@ -306,6 +313,11 @@ class Converter:
         if (kind is str and convert is _text) or (kind is int and convert is to_int):
             return value
         try:
+            if convert is to_time and (kind is int or kind is str):
+                known = self.times.get(value)
+                if known is None:  # a bad value is not remembered: each record with it is reported
+                    known = self.times[value] = to_time(value)
+                return known
             return convert(value)
         except BadValue as exc:
             self.rows.problem(PROVIDER, self.registry, self.repository, self.call, self.obj, f"{field}: {exc}")
@@ -433,6 +445,7 @@ class TagMapper:
         self.known = known
         self.seen: Set[str] = set()
         self.tag_count = 0
+        self.times: Dict[Any, Any] = {}  # see Converter
 
     def add(self, tag: Dict[str, Any]) -> None:
         name, digest = tag.get("name"), tag.get("digest")
@@ -442,7 +455,7 @@ class TagMapper:
                 str(name) if name else None, "tag without a name or a digest",
             )
             return
-        convert = Converter(self.rows, self.registry, self.repository, LIST_TAGS, f"{name} {digest}")
+        convert = Converter(self.rows, self.registry, self.repository, LIST_TAGS, f"{name} {digest}", self.times)
         # a string or an object where the list belongs, or an entry that is not an object, is
         # reported and skipped
         entries, skipped = objects_in(convert(tag, "images", to_list) or [])

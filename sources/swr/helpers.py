@@ -401,6 +401,9 @@ class Problems:
 
     def __init__(self, rows: model.Rows, registry: str, repository: Optional[str], call: str) -> None:
         self.rows, self.registry, self.repository, self.call = rows, registry, repository, call
+        # times read so far in this repository: its tag records repeat them (a tag's `created`
+        # is its image's, `updated` often the same), and a datetime is immutable
+        self._times: Dict[Any, datetime] = {}
 
     def add(self, obj: str, reason: str) -> None:
         self.rows.problem(PROVIDER, self.registry, self.repository, self.call, obj, redact(reason)[:1000])
@@ -414,6 +417,15 @@ class Problems:
         kind = type(value)
         if (kind is int and convert is to_int) or (kind is bool and convert is _flag):
             return value
+        if convert is to_time and (kind is str or kind is int):
+            known = self._times.get(value)
+            if known is None:
+                try:
+                    known = self._times[value] = to_time(value)
+                except BadValue as exc:  # not remembered: every record with it is reported
+                    self.add(obj, f"{what}: {exc}")
+                    return None
+            return known
         try:
             return convert(value)
         except BadValue as exc:
