@@ -433,20 +433,17 @@ class Problems:
         kind = type(value)
         if (kind is int and convert is to_int) or (kind is bool and convert is _flag):
             return value
-        if convert is to_time and (kind is str or kind is int):
-            known = self._times.get(value)
-            if known is None:
-                try:
-                    known = self._times[value] = to_time(value)
-                except BadValue as exc:  # not remembered: every record with it is reported
-                    self.add(obj, f"{what}: {exc}")
-                    return None
-            return known
+        remember = convert is to_time and (kind is str or kind is int)
+        if remember and value in self._times:
+            return self._times[value]
         try:
-            return convert(value)
-        except BadValue as exc:
+            converted = convert(value)
+        except BadValue as exc:  # not remembered: every record with the value is reported
             self.add(obj, f"{what}: {exc}")
             return None
+        if remember:
+            self._times[value] = converted
+        return converted
 
 
 def _flag(value: Any) -> Optional[bool]:
