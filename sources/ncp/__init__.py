@@ -26,7 +26,7 @@ from ..model import TAGS, Rows, emit, scope_marker
 from ..state import KnownImages, RepositoryStamps
 from ..values import as_list
 from .helpers import NCP_REGISTRIES, NcpApi, TagMapper, registry_endpoint, registry_row, repository_rows
-from .settings import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, DEFAULT_PAGE_SIZE, PROVIDER, REGION_PREFIXES
+from .settings import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, DEFAULT_PAGE_SIZE, EMIT_ROWS, PROVIDER, REGION_PREFIXES
 
 
 @dlt.source(name="ncp", max_table_nesting=0)
@@ -124,33 +124,44 @@ def _load_registry(
                 stamp_of[repository] = image.get("last_updated")
         yield from rows.emit_all()
 
-    changed = [repo for repo, stamp in stamp_of.items() if stamps.changed(registry, repo, stamp)]
+    changed = stamps.changed_among(registry, stamp_of)
     vanished = sorted(stamps.repositories_of(registry) - set(stamp_of))
 
     # what is loaded is read here, in the extract thread: the worker threads have no pipeline context
     loaded = {repository: known.of(registry, repository) for repository in changed}
 
-    def read_tags(repository: str) -> List[Any]:
+    def read_tags(repository: str) -> Rows:
         mapped = Rows()
         mapper = TagMapper(registry, repository, mapped, loaded[repository])
         for tags in api.list_tags(name, repository):
             for tag in tags:
                 mapper.add(tag)
-        return list(mapped.emit_all())
+        return mapped
 
-    for repository, tables in zip(changed, map_bounded(read_tags, changed, concurrency)):
-        yield from tables
-        if len(changed) < len(stamp_of):
+    # the repositories leave as a few large arrow tables: dlt's cost is per yielded item (it
+    # checks each item's table hints), and a table per repository made that most of the extract
+    batch = Rows()
+    partial = len(changed) < len(stamp_of)
+    read: List[str] = []
+    for repository, mapped in zip(changed, map_bounded(read_tags, changed, concurrency)):
+        batch.merge(mapped)
+        if partial:
             # a partial read: close only this repository's tags that are gone
-            yield emit(TAGS, [scope_marker(PROVIDER, registry, repository)])
-        # remembered here, in the extract thread; dlt commits it only with a successful load
-        stamps.remember(registry, repository, stamp_of[repository])
+            batch.add(TAGS, scope_marker(PROVIDER, registry, repository))
+        read.append(repository)
+        if len(batch) >= EMIT_ROWS:
+            yield from batch.emit_all()
+    # remembered here, in the extract thread, once every changed repository was read; dlt
+    # commits it only with a successful load
+    stamps.remember_all(registry, [(repository, stamp_of[repository]) for repository in read])
 
-    if len(changed) == len(stamp_of):
+    if not partial:
         # every repository read in full: tags of repositories that vanished close too
-        yield emit(TAGS, [scope_marker(PROVIDER, registry)])
-    elif vanished:
-        yield emit(TAGS, [scope_marker(PROVIDER, registry, repository) for repository in vanished])
+        batch.add(TAGS, scope_marker(PROVIDER, registry))
+    else:
+        for repository in vanished:
+            batch.add(TAGS, scope_marker(PROVIDER, registry, repository))
+    yield from batch.emit_all()
     for repository in vanished:
         stamps.forget(registry, repository)
 

@@ -19,6 +19,9 @@ ENDPOINT_TEMPLATE = "{registry}.{code}.ncr.ntruss.com"
 DEFAULT_PAGE_SIZE = 100
 DEFAULT_CONCURRENCY = 8
 
+# rows gathered (over repositories) before they are handed to dlt as arrow tables
+EMIT_ROWS = 50_000
+
 # signature v2 headers
 HEADER_TIMESTAMP = "x-ncp-apigw-timestamp"
 HEADER_ACCESS_KEY = "x-ncp-iam-access-key"

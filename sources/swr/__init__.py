@@ -150,7 +150,7 @@ def swr_source(
             )
         yield from rows.emit_all()
         known.of("", "")  # read what is loaded once, here: worker threads have no pipeline context
-        changed = [repo for repo in candidates if _needs_tags(repo)]
+        changed = _needs_tags(candidates)
         if not changed:
             return
 
@@ -159,23 +159,36 @@ def swr_source(
 
         # the repositories of a page leave as a few large arrow tables: dlt's cost is per item
         batch = Rows()
-        for repo, (repo_rows, complete) in zip(changed, map_bounded(load, changed, concurrency)):
+        complete: Dict[str, List[Tuple[str, Any]]] = {}
+        for repo, (repo_rows, read_all) in zip(changed, map_bounded(load, changed, concurrency)):
             batch.merge(repo_rows)
-            if complete:  # the stamp moves only with the tags it stands for
-                stamps.remember(repo["registry"], repo["name"], repo["stamp"])
+            if read_all:  # the stamp moves only with the tags it stands for
+                complete.setdefault(repo["registry"], []).append((repo["name"], repo["stamp"]))
             if len(batch) >= EMIT_ROWS:
                 yield from batch.emit_all()
+        for registry, read in complete.items():  # one lookup of dlt's state per registry
+            stamps.remember_all(registry, read)
         yield from batch.emit_all()
 
-    def _needs_tags(repo: Dict[str, Any]) -> bool:
-        """Changed since the last load, or (a destination emptied under kept state) never landed."""
-        if stamps.changed(repo["registry"], repo["name"], repo["stamp"]):
-            return True
-        try:
-            tag_count = to_int(repo["tag_count"])
-        except BadValue:
-            tag_count = None
-        return bool(tag_count) and not known.of(repo["registry"], repo["name"])
+    def _needs_tags(candidates: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """The repositories changed since the last load, or (a destination emptied under kept
+        state) never landed, in listing order."""
+        by_registry: Dict[str, Dict[str, Any]] = {}
+        for repo in candidates:
+            by_registry.setdefault(repo["registry"], {})[repo["name"]] = repo["stamp"]
+        moved = {(registry, name) for registry, of in by_registry.items() for name in stamps.changed_among(registry, of)}
+        needed = []
+        for repo in candidates:
+            if (repo["registry"], repo["name"]) in moved:
+                needed.append(repo)
+                continue
+            try:
+                tag_count = to_int(repo["tag_count"])
+            except BadValue:
+                tag_count = None
+            if tag_count and not known.of(repo["registry"], repo["name"]):
+                needed.append(repo)
+        return needed
 
     return repository_list, images
 

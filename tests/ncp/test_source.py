@@ -289,3 +289,42 @@ def test_unknown_registry_is_not_found(tmp_path, ncp_env):
     error = _root_cause(info.value)
     assert isinstance(error, NotFoundError)
     assert "no-such-registry" in str(error) and "ListImages" in str(error)
+
+
+def test_changed_rerun_emits_new_images_only_and_retires_moved_tags_across_batches(tmp_path, ncp_env, monkeypatch):
+    """The benchmark's changed rerun in small: tags moved in most repositories and images pushed.
+    Rows leave in several batches (a small EMIT_ROWS), each repository's scope marker with them."""
+    import sources.ncp as ncp_module
+
+    monkeypatch.setattr(ncp_module, "EMIT_ROWS", 40)
+    inventory = Inventory(seed=21, registries=("reg-a", "reg-b"), repositories=12, images=150)
+    emulator = ncp_env(inventory)
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline)
+    assert_matches_inventory(pipeline, inventory)
+    loaded_before = set(loaded_images(pipeline))
+
+    moves = inventory.move_tags(8)
+    pushed = inventory.push_images(3)
+    changed = {(repo.registry, repo.name) for repo, *_ in moves} | {(repo.registry, repo.name) for repo, _ in pushed}
+    untouched = [repo for repo in inventory.repositories() if (repo.registry, repo.name) not in changed]
+    assert untouched, "the test needs a repository that did not change"
+    emulator.reset_counters()
+    load(pipeline)
+
+    assert set(emulator.tag_requests) == changed
+    # only digests the destination did not hold were emitted, and they all landed
+    rows = pipeline.last_trace.last_normalize_info.row_counts
+    new = set(expected_images(inventory)) - loaded_before
+    assert new and rows.get("images", 0) == len(new), rows
+    assert_matches_inventory(pipeline, inventory)
+    history = tag_history(pipeline, "ncp")
+    for repo, tag, old, new_digest in moves:
+        assert history[(endpoint(repo.registry), repo.name, tag)] == [(old, False), (new_digest, True)]
+    # the tags of repositories that did not change keep their one open row
+    for repo in untouched:
+        for tag, digest in repo.tags.items():
+            assert history[(endpoint(repo.registry), repo.name, tag)] == [(digest, True)]
+    # the tags of the changed repositories were re-read, but unchanged ones got no new row
+    total = query(pipeline, "SELECT count(*) FROM tags WHERE provider = 'ncp'")[0][0]
+    assert total == len(expected_tags(inventory)) + len(moves)

@@ -176,3 +176,17 @@ def test_error_bodies_of_service_and_gateway_are_described():
     text = describe_swr_error(_response(401, {"error_code": "APIG.0307", "error_msg": "The token must be updated.", "request_id": "r1"}))
     assert text.startswith("APIG.0307: The token must be updated.") and "auth_token" in text and "r1" in text
     assert describe_swr_error(_response(502, "<html>bad gateway</html>")) == "<html>bad gateway</html>"
+
+
+def test_a_repeated_time_is_read_once_and_a_repeated_bad_one_reported_each_time():
+    """Times are remembered per repository (records repeat them); a bad one never is."""
+    records = [
+        {**SEED_RECORD, "Tag": "a", "created": "2018-07-06T06:18:55.123456789Z", "updated": "yesterday"},
+        {**SEED_RECORD, "Tag": "b", "created": "2018-07-06T06:18:55.123456789Z", "updated": "yesterday"},
+    ]
+    _, tables = map_records(records)
+    expected = datetime(2018, 7, 6, 6, 18, 55, 123456, tzinfo=timezone.utc)
+    assert [t["created_at"] for t in tables["swr_tags"]] == [expected, expected]
+    assert [t["updated_at"] for t in tables["swr_tags"]] == [None, None]
+    assert sorted(p["object"] for p in tables["load_problems"]) == ["busybox:a", "busybox:b"]
+    assert all("updated" in p["reason"] and "yesterday" in p["reason"] for p in tables["load_problems"])

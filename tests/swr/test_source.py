@@ -353,3 +353,16 @@ def test_a_listing_that_keeps_failing_is_retried_then_a_clear_api_error(tmp_path
     assert isinstance(error, ApiError) and error.status == 500
     assert "list_repositories" in str(error) and "SVCSTG.SWR.5000001" in str(error)
     assert emulator.counters["list_repositories"] == 3  # dlt's retries, then our error
+
+
+@pytest.mark.parametrize("body,message", [(b"<html>gateway</html>", "not JSON"), (b"\xff\xfe{", "not JSON")])
+def test_a_tag_listing_that_is_not_json_is_a_bad_response_and_nothing_loads(tmp_path, swr_env, body, message):
+    """SWR's pages are parsed by our client (not dlt's), so its errors must still read as ours."""
+    emulator = swr_env(Inventory(seed=3, registries=("ns-one",), repositories=3, images=12))
+    emulator.corrupt("list_tags", lambda request, response: Response(200, body, content_type="text/html"))
+    pipeline = new_pipeline(tmp_path)
+    with pytest.raises(Exception) as info:
+        load(pipeline)
+    error = _root_cause(info.value)
+    assert isinstance(error, BadResponseError) and message in str(error) and "list_tags" in str(error)
+    assert query(pipeline, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'tags'")[0][0] == 0
