@@ -13,14 +13,28 @@ semi join, both of which DuckDB spills to its temp directory. Everything else is
 SQL; the factory keeps dlt's `duckdb` destination type, name and config section, so
 `[destination.duckdb]` settings and `DESTINATION__DUCKDB__*` apply unchanged.
 Measured in benchmarks/README.md ("Load step").
+
+Two costs of dlt's duckdb that every run pays, each in the fixed cost of a no-op load
+(benchmarks/README.md, "Fixed cost of a run"), are cut here without changing what is configured:
+
+- dlt parses a credentials string first as an SQLAlchemy URL, importing SQLAlchemy (~0.3 s of
+  CPU) only to fail on a file path and take the path as it is. A string without `://` is never
+  a URL, so `RegistryDuckDbCredentials` takes the path straight away.
+- `capabilities()` without a configuration resolves one (credentials, config files,
+  environment) only to pass it to `adjust_capabilities`, which dlt's duckdb does not override
+  (it reads the naming convention alone): a pipeline does that about a dozen times per run.
 """
 
 from __future__ import annotations
 
 from typing import Any, List, Optional, Sequence, Tuple, Type
 
-from dlt.common.destination.reference import DestinationReference
+from dlt.common.configuration import configspec
+from dlt.common.destination import DestinationCapabilitiesContext
+from dlt.common.destination.reference import Destination, DestinationReference
+from dlt.common.normalizers.naming import NamingConvention
 from dlt.destinations import duckdb
+from dlt.destinations.impl.duckdb.configuration import DuckDbClientConfiguration, DuckDbCredentials
 from dlt.destinations.impl.duckdb.duck import DuckDbClient
 from dlt.destinations.sql_jobs import SqlMergeFollowupJob
 
@@ -63,8 +77,42 @@ class SpillableMergeDuckDbClient(DuckDbClient):
         return [SpillableMergeJob.from_table_chain(table_chain, self.sql_client)]
 
 
+@configspec(init=False)
+class RegistryDuckDbCredentials(DuckDbCredentials):
+    """dlt's DuckDB credentials; a file path is taken as it is, without trying it as a URL."""
+
+    def parse_native_representation(self, native_value: Any) -> None:
+        # SQLAlchemy's make_url needs `<driver>://`: without it, dlt's parse fails and falls back
+        # to the path anyway (importing SQLAlchemy for that); a connection or a URL goes to dlt
+        if isinstance(native_value, str) and "://" not in native_value:
+            from pathvalidate import is_valid_filepath
+
+            if native_value == ":pipeline:" or is_valid_filepath(native_value, platform="auto"):
+                self.database = native_value
+                return
+        super().parse_native_representation(native_value)
+
+
+@configspec(init=False)
+class RegistryDuckDbClientConfiguration(DuckDbClientConfiguration):
+    """dlt's DuckDB configuration with `RegistryDuckDbCredentials`."""
+
+    credentials: RegistryDuckDbCredentials = None
+
+
 class registry_duckdb(duckdb):
     """dlt's `duckdb` destination (same type, name and settings) with `SpillableMergeDuckDbClient`."""
+
+    spec = RegistryDuckDbClientConfiguration
+
+    def capabilities(
+        self, config: Optional[Any] = None, naming: Optional[NamingConvention] = None
+    ) -> DestinationCapabilitiesContext:
+        # dlt resolves a whole configuration when none is given, only for `adjust_capabilities`;
+        # duckdb keeps dlt's, which reads the naming convention alone (asserted in tests/ops)
+        if config is None and type(self).adjust_capabilities.__func__ is Destination.adjust_capabilities.__func__:  # type: ignore[attr-defined]
+            config = self.spec()
+        return super().capabilities(config, naming)
 
     @property
     def destination_type(self) -> str:
