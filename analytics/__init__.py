@@ -172,11 +172,18 @@ def _parameters(overrides: Mapping[str, Any]) -> Dict[str, int]:
 
 class _Executor:
     """Runs statements on whatever the caller holds: a dlt pipeline or sql client, a DuckDB
-    connection or file path, or a DB-API connection (psycopg2)."""
+    connection or file path, or a DB-API connection (psycopg2). `duckdb` says whether the
+    engine is DuckDB (stored views are compared, DDL runs in one transaction)."""
 
-    def __init__(self, run: Callable[[str], Optional[List[tuple]]], close: Callable[[], None] = lambda: None):
+    def __init__(
+        self,
+        run: Callable[[str], Optional[List[tuple]]],
+        close: Callable[[], None] = lambda: None,
+        duckdb: bool = False,
+    ):
         self.run = run
         self.close = close
+        self.duckdb = duckdb
 
     def query(self, sql: str) -> List[tuple]:
         return list(self.run(sql) or [])
@@ -188,18 +195,18 @@ def _executor(target: Any) -> Tuple[_Executor, Optional[str]]:
         import duckdb
 
         conn = duckdb.connect(str(target))
-        return _Executor(lambda sql: conn.execute(sql).fetchall(), conn.close), None
+        return _Executor(lambda sql: conn.execute(sql).fetchall(), conn.close, duckdb=True), None
     if hasattr(target, "sql_client") and hasattr(target, "dataset_name"):  # a dlt pipeline
         manager = target.sql_client()
         client = manager.__enter__()
         return (
-            _Executor(client.execute_sql, lambda: manager.__exit__(None, None, None)),
+            _Executor(client.execute_sql, lambda: manager.__exit__(None, None, None), duckdb=_is_duckdb_client(client)),
             target.dataset_name,
         )
     if hasattr(target, "execute_sql"):  # a dlt sql client (already open)
-        return _Executor(target.execute_sql), getattr(target, "dataset_name", None)
+        return _Executor(target.execute_sql, duckdb=_is_duckdb_client(target)), getattr(target, "dataset_name", None)
     if type(target).__module__.startswith(("duckdb", "_duckdb")):
-        return _Executor(lambda sql: target.execute(sql).fetchall()), None
+        return _Executor(lambda sql: target.execute(sql).fetchall(), duckdb=True), None
     if hasattr(target, "cursor"):  # DB-API 2 (psycopg2 and friends)
 
         def run(sql: str) -> Optional[List[tuple]]:
@@ -212,6 +219,46 @@ def _executor(target: Any) -> Tuple[_Executor, Optional[str]]:
         "create_views() takes a dlt pipeline, a dlt sql client, a DuckDB connection or file path,"
         f" or a DB-API connection; got {type(target).__name__}"
     )
+
+
+def _is_duckdb_client(client: Any) -> bool:
+    """Whether a dlt sql client talks to DuckDB (dlt's duckdb and motherduck clients)."""
+    capabilities = getattr(client, "capabilities", None)
+    return getattr(capabilities, "sqlglot_dialect", None) == "duckdb"
+
+
+def stored_views_match(executor: _Executor, dataset: str, rendered: List[Tuple[View, str]]) -> bool:
+    """Whether `dataset` already holds every view exactly as `rendered` would create it (DuckDB).
+
+    DuckDB stores a view as `CREATE VIEW <name> AS <query>;` with the query printed by its own
+    parser (`duckdb_views().sql`), and `json_deserialize_sql(json_serialize_sql(q))` prints `q`
+    the same way without creating anything; the comment must be the view's question too. Any
+    doubt (another engine, a view missing or different, an error) answers False: recreate.
+    """
+    if not executor.duckdb:
+        return False
+    try:
+        stored = {
+            name: (sql, comment)
+            for name, sql, comment in executor.query(
+                "SELECT view_name, sql, comment FROM duckdb_views()"
+                f" WHERE database_name = current_database() AND schema_name = {_literal(dataset)}"
+                " AND NOT internal AND NOT temporary"
+            )
+        }
+        if any(view.name not in stored for view, _ in rendered):
+            return False
+        printed = executor.query(
+            "SELECT " + ", ".join(f"json_deserialize_sql(json_serialize_sql({_literal(select)}))" for _, select in rendered)
+        )[0]
+    except Exception as exc:  # e.g. a DuckDB without these functions
+        log.debug("could not compare the stored views: %s", exc)
+        return False
+    for (view, _), query in zip(rendered, printed):
+        sql, comment = stored[view.name]
+        if comment != view.question or not isinstance(sql, str) or not sql.endswith(f" AS {query};"):
+            return False
+    return True
 
 
 def existing_columns(executor: _Executor, dataset: str) -> Dict[str, Set[str]]:
@@ -251,7 +298,8 @@ def create_views(
         keep_last: images kept per repository by `retention_candidates` (default 10).
 
     Returns:
-        The names of the views created, in creation order.
+        The names of the views, in creation order: created, or found exactly as they would be
+        created (DuckDB: a load that changed no column does not rewrite them).
     """
     parameters = {"tag_moves_days": tag_moves_days, "stale_days": stale_days, "keep_last": keep_last}
     _parameters(parameters)  # fail before touching the database
@@ -263,20 +311,25 @@ def create_views(
         return []
     executor, implied = _executor(target)
     dataset = dataset or implied or DEFAULT_DATASET
+    transaction = False
     try:
         tables = existing_columns(executor, dataset)
         missing = sorted(set(BASE_TABLES) - set(tables))
         if missing:
             log.info("tables not loaded yet in %s (views read them as empty): %s", dataset, ", ".join(missing))
         created = []
-        all_views = views()
+        rendered = [(view, render(view, dataset, tables=tables, temporary=temporary, **parameters)) for view in views()]
+        if not temporary and stored_views_match(executor, dataset, rendered):
+            log.info("the %d analytics views in %s are up to date", len(rendered), dataset)
+            return [view.name for view, _ in rendered]
+        # DuckDB: one transaction, not one commit (and WAL write) per statement
+        transaction = executor.duckdb and not temporary and _begin(executor)
         if not temporary:
             executor.run(f"CREATE SCHEMA IF NOT EXISTS {quote(dataset)}")
             # drop first, dependants first: Postgres cannot CREATE OR REPLACE a view whose columns change
-            for view in reversed(all_views):
+            for view, _ in reversed(rendered):
                 executor.run(f"DROP VIEW IF EXISTS {quote(dataset)}.{quote(view.name)}")
-        for view in all_views:
-            select = render(view, dataset, tables=tables, temporary=temporary, **parameters)
+        for view, select in rendered:
             if temporary:
                 name = quote(view.name)
                 executor.run(f"CREATE OR REPLACE TEMPORARY VIEW {name} AS\n{select}")
@@ -285,10 +338,31 @@ def create_views(
                 executor.run(f"CREATE VIEW {name} AS\n{select}")
             executor.run(f"COMMENT ON VIEW {name} IS {_literal(view.question)}")
             created.append(view.name)
+        if transaction:
+            executor.run("COMMIT")
+            transaction = False
         log.info("created %d analytics views in %s", len(created), "the session" if temporary else dataset)
         return created
+    except BaseException:
+        if transaction:
+            try:
+                executor.run("ROLLBACK")
+            except Exception as exc:
+                log.debug("rollback failed: %s", exc)
+        raise
     finally:
         executor.close()
+
+
+def _begin(executor: _Executor) -> bool:
+    """Start a transaction (DuckDB); False when one cannot start (e.g. the caller's connection
+    is in one already), and the statements run as they come."""
+    try:
+        executor.run("BEGIN TRANSACTION")
+        return True
+    except Exception as exc:
+        log.debug("views created without a transaction of their own: %s", exc)
+        return False
 
 
 def connect_readonly(path: Union[str, Path], dataset: str = DEFAULT_DATASET, **parameters: int) -> Any:

@@ -37,6 +37,9 @@ import time
 from typing import Any, Dict, Optional
 
 import dlt
+# imported with this module, not inside `check_file_free`: its import (~0.5 s) must not eat the
+# `--wait` budget that starts before the load lock is taken
+import duckdb
 
 log = logging.getLogger("registry_etl.lock")
 
@@ -161,8 +164,7 @@ class LoadLock:
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 handle.close()
                 raise
-            handle.seek(0)
-            holder = _parse_holder(handle.read())
+            holder = _read_holder(handle)
             handle.close()
             raise LockBusy(self.path, holder) from None
         handle.seek(0)
@@ -192,6 +194,18 @@ class LoadLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def _read_holder(handle: Any, patience: float = 0.5) -> Dict[str, Any]:
+    """Who holds the lock, from its file. A holder that has just taken the lock may not have
+    written itself yet (flock, then the write): read again for up to `patience` seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        handle.seek(0)
+        holder = _parse_holder(handle.read())
+        if holder or time.monotonic() >= deadline:
+            return holder
+        time.sleep(0.01)
 
 
 def _parse_holder(text: str) -> Dict[str, Any]:
@@ -272,8 +286,6 @@ def check_file_free(pipeline: dlt.Pipeline, wait: float = 0.0, deadline: Optiona
     path = _duckdb_path(pipeline)
     if not path or not os.path.exists(path):
         return  # nobody can hold a file that does not exist yet
-    import duckdb
-
     deadline = min(time.monotonic() + wait, deadline if deadline is not None else float("inf"))
     announced = False
     while True:

@@ -67,7 +67,12 @@ class KnownImages:
                 if not client.has_dataset():
                     return known
                 table = client.make_qualified_table_name("images")
-                sql = f"SELECT registry, repository, digest FROM {table} WHERE provider = %s"
+                # DuckDB: one row per repository with its digests as a list (half the time of a
+                # row per digest: registry and repository are not turned into Python strings
+                # for every image); other engines: a row per digest
+                grouped = getattr(client.capabilities, "sqlglot_dialect", None) == "duckdb"
+                select = "registry, repository, list(digest)" if grouped else "registry, repository, digest"
+                sql = f"SELECT {select} FROM {table} WHERE provider = %s"
                 params: List[Any] = [self.provider]
                 if only is not None:
                     # bound parameters (names come from the registry's answers)
@@ -79,9 +84,15 @@ class KnownImages:
                         clauses.append("(registry = %s AND repository IN (" + ", ".join(["%s"] * len(names)) + "))")
                         params += [registry, *names]
                     sql += " AND (" + " OR ".join(clauses) + ")"
+                if grouped:
+                    sql += " GROUP BY registry, repository"
                 rows = client.execute_sql(sql, *params)
         except Exception as exc:  # no destination yet, or no images table: a first load
             log.debug("no known images for %s: %s", self.provider, exc)
+            return known
+        if grouped:
+            for registry, repository, digests in rows or ():
+                known.setdefault((registry, repository), set()).update(digests)
             return known
         for registry, repository, digest in rows or ():
             known.setdefault((registry, repository), set()).add(digest)

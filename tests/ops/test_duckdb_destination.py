@@ -103,3 +103,75 @@ def test_why_not_upsert_or_insert_only(tmp_path, strategy):
     update = "WHEN MATCHED THEN UPDATE SET v = s.v " if strategy == "upsert" else ""
     con.execute(f"MERGE INTO d USING s ON d.k = s.k {update}WHEN NOT MATCHED THEN INSERT (k, v) VALUES (s.k, s.v)")
     assert con.execute("SELECT count(*) FROM d").fetchone()[0] == 2
+
+
+# ---- the fixed cost of a run (issue 7): same configuration and statements, less work
+
+
+def test_a_file_path_is_taken_and_printed_as_dlt_does(tmp_path):
+    from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+    from pipelines.duckdb_destination import RegistryDuckDbCredentials
+
+    for path in (str(tmp_path / "registry_etl.duckdb"), "relative dir/my-data_1.duckdb", str(tmp_path / "a:b@c.duckdb")):
+        ours, dlts = RegistryDuckDbCredentials(path), DuckDbCredentials(path)
+        assert ours.database == dlts.database == path
+        assert str(ours) == str(dlts)  # what every load's step info prints
+        assert ours.to_native_representation() == dlts.to_native_representation()
+    url = RegistryDuckDbCredentials(f"duckdb:///{tmp_path}/u.duckdb")  # a URL still goes through dlt
+    assert url.database == f"{tmp_path}/u.duckdb"
+
+
+def test_capabilities_without_a_configuration_are_dlts(tmp_path):
+    from dlt.common.normalizers.naming import snake_case, sql_cs_v1
+    from dlt.destinations import duckdb as dlt_duckdb
+
+    from pipelines.duckdb_destination import registry_duckdb
+
+    path = str(tmp_path / "c.duckdb")
+    for naming in (None, snake_case.NamingConvention(), sql_cs_v1.NamingConvention()):
+        ours, dlts = registry_duckdb(path).capabilities(naming=naming), dlt_duckdb(path).capabilities(naming=naming)
+        assert dict(ours) == dict(dlts)
+
+
+def test_literal_arguments_read_back_as_bound_ones(tmp_path):
+    """dlt binds its arguments (DuckDB then imports pandas); ours are literals where one reads
+    back the same value of the same type, and bound otherwise."""
+    from datetime import datetime, timedelta, timezone
+    from decimal import Decimal
+
+    from pipelines.duckdb_destination import LiteralArgsDuckDbSqlClient, inline_args
+
+    values = [
+        None, True, False, 0, -7, 2**62, 1.5, -1e-300, "", "it's", "a'b%s?c;--", "ü€😀", "back\\slash\nnewline",
+        datetime(2026, 1, 2, 3, 4, 5, 678901), datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=2))),
+    ]
+    pipeline = new_pipeline(tmp_path)
+    with pipeline.sql_client() as client:
+        assert isinstance(client, LiteralArgsDuckDbSqlClient)
+        select = "SELECT " + ", ".join(["%s, typeof(%s)"] * len(values))
+        args = [v for value in values for v in (value, value)]
+        assert inline_args(select, args) is not None
+        literal = client.execute_sql(select, *args)
+        bound = client.native_connection.execute(select.replace("%s", "?"), args).fetchall()
+        assert literal == bound
+        # no exact literal: bound as dlt binds it
+        assert inline_args("SELECT %s", [Decimal("1.5")]) is None and inline_args("SELECT %s", [float("nan")]) is None
+        assert client.execute_sql("SELECT %s, %s", Decimal("1.5"), "x") == [(Decimal("1.5"), "x")]
+        assert inline_args("SELECT %s, %s", ["only one"]) is None  # placeholders and values must pair
+
+
+def test_connection_settings_are_dlts(tmp_path):
+    """The SETs of each connection carry literals now: the settings are the ones dlt's own duckdb
+    destination makes (.dlt/config.toml and dlt's defaults)."""
+    from dlt.destinations import duckdb as dlt_duckdb
+
+    settings = ("SELECT current_setting('TimeZone'), current_setting('checkpoint_threshold'),"
+                " current_setting('preserve_insertion_order'), current_setting('memory_limit'),"
+                " current_setting('search_path'), current_schema()")
+    ours = query(new_pipeline(tmp_path), settings)
+    theirs = dlt.pipeline("dlt_duckdb", destination=dlt_duckdb(str(tmp_path / "dlt.duckdb")),
+                          pipelines_dir=str(tmp_path / "dlt_pipelines"), dataset_name="registry")
+    with theirs.sql_client() as client:
+        expected = [tuple(row) for row in client.execute_sql(settings)]
+    assert ours == expected and ours[0][:4] == ("UTC", "953.6 MiB", False, "381.4 MiB")
