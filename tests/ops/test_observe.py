@@ -73,12 +73,19 @@ def test_worker_processes_count_retries_and_keep_the_per_call_records_to_themsel
             seen.append(record.getMessage())
 
     capture = Capture(logging.DEBUG)
-    with RetryCounter() as retries:
-        logging.getLogger("botocore.retries.standard").addHandler(capture)
-        try:
-            filters = list(map_in_processes(_log_like_botocore, [2, 0, 3], 2))
-        finally:
-            logging.getLogger("botocore.retries.standard").removeHandler(capture)
+    # not debugging (an earlier test in this process may have turned DEBUG on for the project)
+    project = logging.getLogger("registry_etl")
+    saved_level = project.level
+    project.setLevel(logging.INFO)
+    try:
+        with RetryCounter() as retries:
+            logging.getLogger("botocore.retries.standard").addHandler(capture)
+            try:
+                filters = list(map_in_processes(_log_like_botocore, [2, 0, 3], 2))
+            finally:
+                logging.getLogger("botocore.retries.standard").removeHandler(capture)
+    finally:
+        project.setLevel(saved_level)
     assert retries.count == 5
     assert filters == [["RetryRecordsOnly"]] * 3
     assert len(seen) == 5 and all(m.startswith("Retry needed") for m in seen)
