@@ -266,7 +266,6 @@ def batch(table: Table, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     rows = list(rows)
     known = table.column_names
     arrays = _known_columns(table, rows)
-    fields = list(table.arrow_schema)
     extra_names: List[str] = []
     extra = set().union(*rows).difference(known) if rows else set()
     if extra:  # in order of first appearance, as a row-by-row scan would find them
@@ -276,13 +275,32 @@ def batch(table: Table, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
                     extra_names.append(key)
             if len(extra_names) == len(extra):
                 break
-    for name in extra_names:
-        values = [_as_text(row.get(name)) for row in rows]
+    return _with_extra_columns(table, arrays, ((name, [row.get(name) for row in rows]) for name in extra_names))
+
+
+def from_columns(table: Table, columns: Mapping[str, List[Any]], count: int) -> pa.Table:
+    """The arrow table `batch()` gives for `count` rows, from one list of values per column
+    (a source that maps straight into columns skips a dict per row): a known column missing
+    or empty is NULL; any other name of `count` values is an extra column."""
+    arrays = [
+        _column(table, name, columns[name], typ) if columns.get(name) else pa.nulls(count, typ)
+        for name, typ in table.columns
+    ]
+    known = set(table.column_names)
+    extras = ((name, values) for name, values in columns.items() if name not in known and len(values) == count)
+    return _with_extra_columns(table, arrays, extras)
+
+
+def _with_extra_columns(table: Table, arrays: List[pa.Array], extras: Iterable[Any]) -> pa.Table:
+    """The table's own `arrays` plus the (name, values) `extras` as text columns."""
+    fields = list(table.arrow_schema)
+    arrays = list(arrays)
+    for name, raw in extras:
+        values = [_as_text(value) for value in raw]
         if all(v is None for v in values):
             continue  # a column nobody filled tells dlt nothing
-        arr = pa.array(values, type=pa.string())
-        arrays.append(arr)
-        fields.append(pa.field(name, arr.type))
+        arrays.append(pa.array(values, type=pa.string()))
+        fields.append(pa.field(name, pa.string()))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
