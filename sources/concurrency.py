@@ -13,6 +13,7 @@ import logging.handlers
 import multiprocessing
 import os
 import pickle
+import queue
 import threading
 import time
 from collections import deque
@@ -48,6 +49,52 @@ def _in_order(pool: Executor, fn: Callable[[T], R], items: Iterable[T], in_fligh
     finally:
         for future in pending:
             future.cancel()
+
+
+_END = object()
+
+
+def prefetched(pages: Iterator[Any], name: str = "registry-etl-prefetch") -> Iterator[Any]:
+    """`pages`, the next one requested (in a thread) while the caller maps this one.
+
+    A page takes the registry a while to render and the caller a while to map; one after the
+    other, each waits for the other. At most one page waits in the queue; an error of the
+    listing is raised here, where the page would have been; when the caller stops early, the
+    thread stops after the call it is in.
+    """
+    handoff: "queue.Queue[Tuple[Any, Optional[BaseException]]]" = queue.Queue(maxsize=1)
+    stopped = threading.Event()
+
+    def put(item: Tuple[Any, Optional[BaseException]]) -> bool:
+        while not stopped.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        try:
+            for page in pages:
+                if not put((page, None)):
+                    return
+            put((_END, None))
+        except BaseException as exc:  # handed to the caller, raised there
+            put((_END, exc))
+
+    thread = threading.Thread(target=fetch, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            page, error = handoff.get()
+            if page is _END:
+                if error is not None:
+                    raise error
+                return
+            yield page
+    finally:
+        stopped.set()
 
 
 # ---- worker processes

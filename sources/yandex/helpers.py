@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import queue
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from urllib.parse import quote
 import pyarrow as pa
 from dlt.sources.helpers.rest_client import RESTClient
 
+from ..concurrency import prefetched
 from ..errors import BadResponseError, NotFoundError
 from ..http import RepeatGuardMixin, build_client, get_json
 from ..model import (
@@ -35,12 +35,11 @@ from ..model import (
     TIMESTAMP,
     Rows,
     emit_arrow,
+    from_columns,
     provider_table,
     scope_marker,
     tag_row,
 )
-from ..model import _as_text as value_as_text
-from ..model import _column as column_array
 from ..values import BadValue, as_list, objects_in, snake_case, to_int, to_list, to_text, to_time
 from .auth import BearerAuth, describe_status
 from .settings import PAGE_SIZE, PROVIDER, PULL_HOST
@@ -289,19 +288,7 @@ class _DetailColumns:
             count = max(len(values) for values in columns.values())
             if not count:
                 continue
-            arrays = [
-                column_array(table, name, columns[name], typ) if columns[name] else pa.nulls(count, typ)
-                for name, typ in table.columns
-            ]
-            fields = list(table.arrow_schema)
-            for name in columns:
-                if name in table.column_names:
-                    continue
-                values = [value_as_text(value) for value in columns[name]]
-                if len(values) == count and any(value is not None for value in values):
-                    arrays.append(pa.array(values, type=pa.string()))
-                    fields.append(pa.field(name, pa.string()))
-            yield table, pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+            yield table, from_columns(table, columns, count)
             for values in columns.values():
                 values.clear()
 
@@ -537,52 +524,6 @@ class UnitMapper:
         return fingerprints
 
 
-_END = object()
-
-
-def prefetched(pages: Iterator[Any], name: str = "yandex-prefetch") -> Iterator[Any]:
-    """`pages`, the next one requested (in a thread) while the caller maps this one.
-
-    A page takes the registry a while to render and the caller a while to map; one after the
-    other, each waits for the other. At most one page waits in the queue; an error of the
-    listing is raised here, where the page would have been; when the caller stops early, the
-    thread stops after the call it is in.
-    """
-    handoff: "queue.Queue[Tuple[Any, Optional[BaseException]]]" = queue.Queue(maxsize=1)
-    stopped = threading.Event()
-
-    def put(item: Tuple[Any, Optional[BaseException]]) -> bool:
-        while not stopped.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def fetch() -> None:
-        try:
-            for page in pages:
-                if not put((page, None)):
-                    return
-            put((_END, None))
-        except BaseException as exc:  # handed to the caller, raised there
-            put((_END, exc))
-
-    thread = threading.Thread(target=fetch, name=name, daemon=True)
-    thread.start()
-    try:
-        while True:
-            page, error = handoff.get()
-            if page is _END:
-                if error is not None:
-                    raise error
-                return
-            yield page
-    finally:
-        stopped.set()
-
-
 @dataclass
 class Unit:
     """What one worker reads: a whole registry, or some of its repositories."""
@@ -612,7 +553,7 @@ class UnitLoader:
         tables: List[Any] = []
 
         def read(pages: Iterator[List[Dict[str, Any]]]) -> None:
-            for page in prefetched(pages):
+            for page in prefetched(pages, "yandex-prefetch"):
                 for record in page:
                     mapper.add_image(record)
                 # image and layer rows leave as arrow tables page by page (compact); tags and
