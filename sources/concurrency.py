@@ -52,6 +52,66 @@ def _in_order(pool: Executor, fn: Callable[[T], R], items: Iterable[T], in_fligh
 
 
 _END = object()
+DONE = object()  # `stream_bounded`'s output after an item's last one
+
+
+def stream_bounded(fn: Callable[[T], Iterable[R]], items: Sequence[T], workers: int, buffered: int = 4) -> Iterator[Tuple[T, Any]]:
+    """`(item, output)` for every output of `fn(item)`, up to `workers` items read at once, each
+    output handed over as soon as it is made; after an item's last output, `(item, DONE)`.
+
+    Unlike `map_bounded`, an item's outputs are not held until the item is done: an item as
+    large as a whole registry costs the outputs in the queue (`buffered`), not the registry.
+    Outputs of different items interleave. The first failure is raised once the other items
+    stopped (after the output they are making); when the caller stops early they stop too.
+    """
+    workers = max(1, min(int(workers), len(items)))
+    handoff: "queue.Queue[Tuple[Any, Any, Optional[BaseException]]]" = queue.Queue(maxsize=max(1, buffered))
+    stopped = threading.Event()
+    pending = iter(list(items))
+    take = threading.Lock()
+
+    def put(entry: Tuple[Any, Any, Optional[BaseException]]) -> bool:
+        while not stopped.is_set():
+            try:
+                handoff.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        while not stopped.is_set():
+            with take:
+                item = next(pending, _END)
+            if item is _END:
+                put((_END, None, None))
+                return
+            try:
+                for output in fn(item):
+                    if not put((item, output, None)):
+                        return
+                put((item, DONE, None))
+            except BaseException as exc:  # handed to the caller, raised there
+                put((item, None, exc))
+                return
+
+    threads = [threading.Thread(target=work, name=f"registry-etl-stream-{n}", daemon=True) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    try:
+        while running:
+            item, output, error = handoff.get()
+            if error is not None:
+                raise error
+            if item is _END:
+                running -= 1
+                continue
+            yield item, output
+    finally:
+        stopped.set()
+        for thread in threads:
+            thread.join()
 
 
 def prefetched(pages: Iterator[Any], name: str = "registry-etl-prefetch") -> Iterator[Any]:

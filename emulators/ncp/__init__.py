@@ -149,14 +149,13 @@ class NcpEmulator(Emulator):
                 raise GatewayError(405, "310", "Method Not Allowed", request.method)
             registries = self._registries(region)
             if operation == "ListRegistries":
-                return Response(200, self._page(request, [self._registry_doc(region, name) for name in registries]))
+                return Response(200, self._page(request, registries, lambda name: self._registry_doc(region, name)))
             registry = unquote(parts[1])
             if registry not in registries:
                 raise GatewayError(404, "300", "Not Found Exception", f"registry {registry} does not exist")
             repos = self.inventory.registries[registry]
             if operation == "ListImages":
-                docs = [self._image_doc(repos[name]) for name in sorted(repos)]
-                return Response(200, self._page(request, docs))
+                return Response(200, self._page(request, sorted(repos), lambda name: self._image_doc(repos[name])))
             image = unquote(parts[2])
             repo = repos.get(image)
             if repo is None:
@@ -164,8 +163,7 @@ class NcpEmulator(Emulator):
             if operation == "ListTags":
                 with self._lock:
                     self.tag_requests[(registry, image)] += 1
-                docs = [self._tag_doc(repo, tag) for tag in sorted(repo.tags)]
-                return Response(200, self._page(request, docs))
+                return Response(200, self._page(request, sorted(repo.tags), lambda tag: self._tag_doc(repo, tag)))
             reference = unquote(parts[4])
             if reference not in repo.tags:
                 raise GatewayError(404, "300", "Not Found Exception", f"tag {reference} does not exist")
@@ -204,7 +202,9 @@ class NcpEmulator(Emulator):
             self.rejected[reason] += 1
 
     # ---- paging
-    def _page(self, request: Request, items: List[Dict[str, Any]]) -> Dict[str, Any]:
+    def _page(self, request: Request, keys: List[Any], render: Callable[[Any], Dict[str, Any]]) -> Dict[str, Any]:
+        """The requested page of `keys`, each rendered by `render`: only that page's documents are
+        built (building every document for each page made listing a registry quadratic)."""
         try:
             page = int(request.param("page", "1"))
             size = int(request.param("pagesize", str(DEFAULT_PAGE_SIZE)))
@@ -213,13 +213,13 @@ class NcpEmulator(Emulator):
         if page < 1 or size < 1:
             raise GatewayError(400, "100", "Bad Request Exception", "page and pagesize must be greater than 0")
         size = min(size, MAX_PAGE_SIZE)
-        pages = max(1, math.ceil(len(items) / size))
+        pages = max(1, math.ceil(len(keys) / size))
         start = (page - 1) * size
         return {
-            "count": len(items),
+            "count": len(keys),
             "next": page + 1 if page < pages else None,
             "previous": min(page - 1, pages) if page > 1 else None,
-            "results": items[start:start + size],
+            "results": [render(key) for key in keys[start:start + size]],
         }
 
     # ---- documents

@@ -447,15 +447,41 @@ class YandexEmulator(Emulator):
         else:
             repos = self._repositories_of(request)
         name = self._name_filter(request)
-        images = [
-            (repo, repo.images[digest])
+        listed = [
+            repo
             for repo in sorted(repos, key=lambda r: (r.registry, r.name))
             if name is None or f"{repo.registry}/{repo.name}" == name
-            for digest in sorted(repo.images)
         ]
         scope = f"images/{repository_name}/{request.param('registryId')}/{request.param('folderId')}/{name}"
-        page, token = self._page(images, request, scope)
+        page, token = self._page(_ImageSequence(listed), request, scope)
         return {
             "images": [self.image_json(repo, image) for repo, image in page],
             **({"nextPageToken": token} if token else {}),
         }
+
+
+class _ImageSequence:
+    """The (repository, image) pairs of `repositories` in listing order (repository, then
+    digest), sliced without building the whole list: a page of a large folder costs its own
+    size, not the folder's (building every pair for each page made a listing quadratic)."""
+
+    def __init__(self, repositories: List[Repository]) -> None:
+        self._repositories = repositories
+        self._total = sum(len(repo.images) for repo in repositories)
+
+    def __len__(self) -> int:
+        return self._total
+
+    def __getitem__(self, window: slice) -> List[Tuple[Repository, Image]]:
+        start, stop, _ = window.indices(self._total)
+        out: List[Tuple[Repository, Image]] = []
+        offset = 0
+        for repo in self._repositories:
+            count = len(repo.images)
+            if offset + count > start and offset < stop:
+                digests = sorted(repo.images)[max(0, start - offset) : stop - offset]
+                out.extend((repo, repo.images[digest]) for digest in digests)
+            offset += count
+            if offset >= stop:
+                break
+        return out

@@ -542,36 +542,46 @@ class UnitResult:
 
 
 class UnitLoader:
-    """Reads one unit with its own API session and returns its arrow tables."""
+    """Reads one unit with its own API session, handing out its arrow tables as they are made."""
 
     def __init__(self, api: YandexApi, known: Callable[[str, str], Set[str]]) -> None:
         self.api = api
         self.known = known
 
-    def load(self, unit: Unit) -> UnitResult:
+    def stream(self, unit: Unit) -> Iterator[Any]:
+        """The unit's image and layer tables page by page, then its `UnitResult` (the tag and
+        repository tables, which need the whole listing, and the fingerprints) last. A registry
+        is never held in memory: a page's tables leave before the next page is mapped."""
         mapper = UnitMapper(unit.registry_id, self.known, Rows(), unit.previous, arrow=True)
-        tables: List[Any] = []
 
-        def read(pages: Iterator[List[Dict[str, Any]]]) -> None:
+        def read(pages: Iterator[List[Dict[str, Any]]]) -> Iterator[Any]:
             for page in prefetched(pages, "yandex-prefetch"):
                 for record in page:
                     mapper.add_image(record)
                 # image and layer rows leave as arrow tables page by page (compact); tags and
                 # repository rows wait for the end of the unit
-                tables.extend(mapper.emit_all())
+                yield from mapper.emit_all()
 
         if unit.repositories is None:
-            read(self.api.images(unit.registry_id))
+            yield from read(self.api.images(unit.registry_id))
         else:
             for repository in unit.repositories:
                 try:
-                    read(self.api.images(unit.registry_id, repository))
+                    yield from read(self.api.images(unit.registry_id, repository))
                 except NotFoundError:
                     # deleted between Repository.list and now: it has no images, its tags are closed
                     log.warning("yandex %s: repository %s vanished while it was read", registry_ref(unit.registry_id), repository)
         fingerprints = mapper.finish(unit.repository_ids, unit.repositories)
-        tables.extend(mapper.emit_all())
-        return UnitResult(tables, fingerprints)
+        yield UnitResult(list(mapper.emit_all()), fingerprints)
+
+    def load(self, unit: Unit) -> UnitResult:
+        """The whole unit at once (for a small unit, or a test): every table and the fingerprints."""
+        tables: List[Any] = []
+        for output in self.stream(unit):
+            if isinstance(output, UnitResult):
+                return UnitResult(tables + output.tables, output.fingerprints)
+            tables.append(output)
+        raise AssertionError("UnitLoader.stream ended without its UnitResult")
 
 
 def repository_ids(api: YandexApi, registry_id: str) -> Dict[str, Optional[str]]:

@@ -1,0 +1,83 @@
+"""sources.concurrency.stream_bounded: outputs handed over as they are made, bounded, in order per item."""
+
+from __future__ import annotations
+
+import threading
+from typing import Iterator, List
+
+import pytest
+
+from sources.concurrency import DONE, stream_bounded
+
+
+def test_every_output_of_every_item_once_in_order_per_item_then_done() -> None:
+    items = ["a", "b", "c", "d", "e"]
+
+    def outputs(item: str) -> Iterator[str]:
+        for n in range(3):
+            yield f"{item}{n}"
+
+    seen = {item: [] for item in items}
+    for item, output in stream_bounded(outputs, items, workers=3):
+        seen[item].append(output)
+    assert seen == {item: [f"{item}0", f"{item}1", f"{item}2", DONE] for item in items}
+
+
+def test_an_output_leaves_before_its_item_is_done() -> None:
+    """The item waits for the caller to have received its first output: holding outputs until
+    the item is done (as map_bounded does) would never finish."""
+    received = threading.Event()
+
+    def outputs(item: int) -> Iterator[int]:
+        yield 1
+        assert received.wait(10), "the first output was held back"
+        yield 2
+
+    got: List[object] = []
+    for _item, output in stream_bounded(outputs, [0], workers=1):
+        got.append(output)
+        received.set()
+    assert got == [1, 2, DONE]
+
+
+def test_at_most_buffered_outputs_wait_for_the_caller() -> None:
+    made = []
+
+    def outputs(item: int) -> Iterator[int]:
+        for n in range(50):
+            made.append(n)
+            yield n
+
+    stream = stream_bounded(outputs, [0], workers=1, buffered=2)
+    assert next(stream) == (0, 0)
+    threading.Event().wait(0.3)  # the producer runs ahead as far as the queue lets it
+    assert len(made) <= 4  # one taken, two queued, one waiting to be put
+    stream.close()
+
+
+def test_the_first_failure_is_raised_and_the_others_stop() -> None:
+    started = []
+
+    def outputs(item: int) -> Iterator[int]:
+        started.append(item)
+        if item == 1:
+            raise ValueError("page 1 is bad")
+        for n in range(1000):
+            yield n
+
+    with pytest.raises(ValueError, match="page 1 is bad"):
+        for _ in stream_bounded(outputs, list(range(10)), workers=2, buffered=1):
+            pass
+    assert len(started) < 10  # items not started when it failed are never read
+    assert not [t for t in threading.enumerate() if t.name.startswith("registry-etl-stream")]
+
+
+def test_a_caller_stopping_early_stops_the_threads() -> None:
+    def outputs(item: int) -> Iterator[int]:
+        while True:
+            yield item
+
+    stream = stream_bounded(outputs, [1, 2, 3], workers=3)
+    next(stream)
+    stream.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("registry-etl-stream")]
