@@ -247,12 +247,16 @@ class RepositoryListing:
     and id): the repository row's totals, its tags, and an order-free hash of its images.
 
     Only small tuples are held (never the records): the tags as tag -> (digest, createdAt),
-    the digests seen, and the distinct blobs' sizes.
+    the digests seen, and the distinct blobs (hashed) with their total size.
     """
 
     digests: Set[str] = field(default_factory=set)
     tags: Dict[str, Tuple[str, Optional[datetime]]] = field(default_factory=dict)
-    blobs: Dict[str, int] = field(default_factory=dict)  # digest -> size: distinct blobs stored
+    # the distinct blobs stored, as the hashes of their digests (a registry's listing is held
+    # until its end: the digests themselves were 120 bytes each, half a million per 100,000
+    # images), and the sum of their sizes
+    blob_hashes: Set[int] = field(default_factory=set)
+    size_bytes: int = 0
     updated_at: Optional[datetime] = None
     hash: int = 0  # sum of the images' hashes: the same whatever order the pages list them in
     unknown: bool = False  # an image the destination does not hold
@@ -368,8 +372,9 @@ class UnitMapper:
                               f"layers: {skipped} of {skipped + len(layers)} entries are not objects; skipped")
         blobs = [(b.get("digest"), self._size(b.get("size"), repository, digest)) for b in ([config] if config else []) + layers]
         for blob, size in blobs:
-            if blob and size is not None:
-                listing.blobs[blob] = size
+            if blob and size is not None and hash(blob) not in listing.blob_hashes:
+                listing.blob_hashes.add(hash(blob))
+                listing.size_bytes += size
         if created_at and (listing.updated_at is None or created_at > listing.updated_at):
             listing.updated_at = created_at
         for tag in self._list(record, "tags", repository, digest) if tags_raw is not None else ():
@@ -505,7 +510,7 @@ class UnitMapper:
                     "registry": self.registry,
                     "repository": name,
                     "image_count": len(listing.digests),
-                    "size_bytes": sum(listing.blobs.values()),
+                    "size_bytes": listing.size_bytes,
                     "updated_at": listing.updated_at,
                     "repository_id": repository_ids.get(name),
                 },
