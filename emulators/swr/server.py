@@ -203,7 +203,10 @@ class SwrEmulator(Emulator):
         return f"SDK-HMAC-SHA256\n{request.headers['x-sdk-date']}\n{digest}"
 
     # ---- paging
-    def _page(self, request: Request, records: List[Any]) -> Response:
+    def _page(self, request: Request, records: List[Any], render: Optional[Callable[[Any], Any]] = None) -> Response:
+        """The page `offset`/`limit` ask for; with `render`, `records` are keys and only the
+        page's keys are rendered (rendering every record for each page made listing a large
+        namespace quadratic)."""
         total = len(records)
         offset_text, limit_text = request.param("offset"), request.param("limit")
         try:
@@ -219,6 +222,8 @@ class SwrEmulator(Emulator):
             if offset < 0:
                 return self.service_error(400, "SVCSTG.SWR.4000001", "offset must not be negative")
             page = records[offset : offset + limit] if limit else records[offset:]
+        if render is not None:
+            page = [render(record) for record in page]
         return Response(200, page, {"Content-Range": f"{offset}-{len(page)}/{total}"})
 
     # ---- namespaces and repositories
@@ -235,17 +240,24 @@ class SwrEmulator(Emulator):
     def _repositories(self, request: Request) -> Response:
         namespace, name = request.param("namespace"), request.param("name")
         with self._state_lock:
-            records = [
-                self._repository_record(repo)
+            repos = [
+                repo
                 for repo in sorted(self.inventory.repositories(), key=lambda r: (r.registry, r.name))
                 if (not namespace or repo.registry == namespace) and (not name or name in repo.name)
             ]
+
+        def record_of(repo: Repository) -> Dict[str, Any]:
+            with self._state_lock:
+                record = self._repository_record(repo)
+            record["total_range"] = len(repos)
+            return record
+
         column = request.param("order_column")
         if column in ("updated_at", "created_at", "name"):
+            records = [record_of(repo) for repo in repos]
             records.sort(key=lambda r: (r[column], r["name"]), reverse=request.param("order_type") == "desc")
-        for record in records:
-            record["total_range"] = len(records)
-        return self._page(request, records)
+            return self._page(request, records)
+        return self._page(request, repos, record_of)
 
     def _repository_record(self, repo: Repository) -> Dict[str, Any]:
         tagged = {digest for digest in repo.tags.values()}

@@ -118,8 +118,8 @@ def test_paging_reads_every_page_and_checks_content_range(tmp_path, swr_env):
 class OverstatingEmulator(SwrEmulator):
     """Announces one record more than it serves: a gap the client must not accept."""
 
-    def _page(self, request, records):
-        response = super()._page(request, records)
+    def _page(self, request, records, render=None):
+        response = super()._page(request, records, render)
         first, rest = response.headers["Content-Range"].split("/")
         response.headers["Content-Range"] = f"{first}/{int(rest) + 1}"
         return response
@@ -128,9 +128,10 @@ class OverstatingEmulator(SwrEmulator):
 class OffsetIgnoringEmulator(SwrEmulator):
     """Serves the first page whatever offset is asked: paging would repeat records forever."""
 
-    def _page(self, request, records):
+    def _page(self, request, records, render=None):
         limit = int(request.param("limit") or len(records))
-        return Response(200, records[:limit], {"Content-Range": f"0-{len(records[:limit])}/{len(records)}"})
+        page = [render(r) for r in records[:limit]] if render else records[:limit]
+        return Response(200, page, {"Content-Range": f"0-{len(page)}/{len(records)}"})
 
 
 class OnceOverstatingEmulator(OverstatingEmulator):
@@ -138,9 +139,9 @@ class OnceOverstatingEmulator(OverstatingEmulator):
 
     calls = 0
 
-    def _page(self, request, records):
+    def _page(self, request, records, render=None):
         type(self).calls += 1
-        return super()._page(request, records) if self.calls == 1 else SwrEmulator._page(self, request, records)
+        return super()._page(request, records, render) if self.calls == 1 else SwrEmulator._page(self, request, records, render)
 
 
 def test_a_listing_that_changed_while_paged_is_read_again(tmp_path, swr_env):
