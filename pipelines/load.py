@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import dlt
 
+from sources.concurrency import relaxed_collector
 from sources.model import IMAGES
 from sources.state import REREAD_KNOWN_IMAGES
 
@@ -196,7 +197,7 @@ def run_load(
     counter: Counter = Counter()
     retries = RetryCounter()
     try:
-        with retries:
+        with retries, relaxed_collector():
             def make_sources() -> List[Any]:
                 sources = []
                 for name in providers:

@@ -81,3 +81,16 @@ def test_a_caller_stopping_early_stops_the_threads() -> None:
     next(stream)
     stream.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("registry-etl-stream")]
+
+
+def test_the_relaxed_collector_is_undone_after_the_block() -> None:
+    import gc
+
+    from sources.concurrency import COLLECTOR_THRESHOLDS, relaxed_collector
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    with relaxed_collector():
+        assert gc.get_threshold() == COLLECTOR_THRESHOLDS
+        assert gc.get_freeze_count() > frozen
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
