@@ -149,3 +149,13 @@ def tag_history(pipeline, provider: str) -> Dict[tuple, List[Tuple[str, bool]]]:
 
 def table_counts(pipeline, tables=("repositories", "images", "images__layers", "images__manifests", "tags")) -> Dict[str, int]:
     return {t: query(pipeline, f"SELECT count(*) FROM {t}")[0][0] if table_exists(pipeline, t) else 0 for t in tables}
+
+
+def count_json_parses(monkeypatch) -> List[Any]:
+    """Every answer `sources.http` parses from now on (one entry each, from any thread)."""
+    from sources import http
+
+    parses: List[Any] = []
+    real = http._loads
+    monkeypatch.setattr(http, "_loads", lambda text: parses.append(len(text)) or real(text))
+    return parses

@@ -22,11 +22,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
-from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
 
 from ..errors import AuthError, BadResponseError, NotFoundError, RegistryError, redact
-from ..http import build_session, paginate
+from ..http import build_client, paginate, parsed_json
 from ..model import (
     IMAGE_MANIFESTS,
     REPOSITORIES,
@@ -144,7 +143,7 @@ class NextPagePaginator(PageNumberPaginator):
         self.provider, self.call = provider, call
 
     def update_state(self, response: requests.Response, data: Optional[List[Any]] = None) -> None:
-        body = response.json()
+        body = parsed_json(response)
         if not isinstance(body, dict) or not isinstance(body.get("results"), list):
             # dlt reads a missing `results` as an empty page and wraps a string in a list: either
             # would end the listing early, and retire the tags it did not show
@@ -188,22 +187,6 @@ def describe_gateway_error(response: requests.Response) -> str:
 # ---- the API
 
 
-class EnvelopeClient(RESTClient):
-    """dlt's REST client, reading each page's envelope once.
-
-    dlt parses a page's JSON to select the data, and the paginator parses it again for `next`:
-    at 100 records a page that second parse was a large share of a load's CPU. Here the body is
-    parsed once, its `results` are the page's data, and the paginator gets the same body.
-    """
-
-    def extract_response(self, response: requests.Response, data_selector: Any) -> List[Any]:
-        body = response.json()
-        response.json = lambda **_: body  # type: ignore[method-assign]  # NextPagePaginator reads `next` from it
-        results = body.get("results") if isinstance(body, dict) else None
-        # anything but a list: the paginator refuses the page (no `results` list) before it is used
-        return results if isinstance(results, list) else []
-
-
 class NcpApi:
     """One region of the NCP Container Registry API, errors turned into ours."""
 
@@ -223,9 +206,7 @@ class NcpApi:
         self.page_size = page_size
         self.counter = counter if counter is not None else Counter()
         self._lock = threading.Lock()
-        self.client = EnvelopeClient(
-            base_url=self.base_url + self.prefix, auth=NcpSignatureV2(access_key, secret_key, clock), session=build_session()
-        )
+        self.client = build_client(self.base_url + self.prefix, auth=NcpSignatureV2(access_key, secret_key, clock))
 
     @property
     def label(self) -> str:
@@ -240,7 +221,7 @@ class NcpApi:
     def _pages(self, path: str, call: str, registry: Optional[str]) -> Iterator[List[Dict[str, Any]]]:
         described = f"{call} (GET {self.prefix}/{path})"
         try:
-            for page in paginate(
+            yield from paginate(
                 self.client,
                 path,
                 provider=PROVIDER,
@@ -248,13 +229,11 @@ class NcpApi:
                 registry=registry or self.label,
                 params={"pagesize": self.page_size},
                 paginator=NextPagePaginator(PROVIDER, described),
-                data_selector="results",  # read by EnvelopeClient
+                data_selector="results",
                 describe=describe_gateway_error,
                 counter=lambda _: self._count(call),
-            ):
-                if not isinstance(page, list) or not all(isinstance(item, dict) for item in page):
-                    raise BadResponseError(PROVIDER, described, "the answer's `results` is not a list of objects", registry=registry)
-                yield page
+                objects=True,
+            )
         except AuthError as error:
             error.hint = AUTH_HINT
             raise

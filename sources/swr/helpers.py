@@ -20,13 +20,12 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import requests
-from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from requests.auth import AuthBase
 
 from .. import model
 from ..errors import BadResponseError, redact
-from ..http import build_session, describe_json_error, get_json, paginate
+from ..http import WHOLE_BODY, build_client, describe_json_error, get_json, paginate
 from ..manifests import DOCKER_MANIFEST_LIST, ManifestError, parse_manifest
 from ..values import BadValue, to_int, to_time
 from .settings import (
@@ -277,27 +276,6 @@ def tags_path(namespace: str, repository: str) -> str:
 
 # ---------------------------------------------------------------- calls
 
-# The answers are bare arrays: the whole body is the page (ArrayPagesClient reads it).
-WHOLE_BODY = "$"
-
-
-class ArrayPagesClient(RESTClient):
-    """dlt's REST client for SWR's bare-array answers: the body is the page, parsed once.
-
-    Without a data selector dlt parses every body twice (once to guess where the data is, once
-    to take it), with simplejson; the standard library's parser reads these answers (~350 KB of
-    tag records with their manifests as strings) about 1.5x faster. Anything but an array is
-    one item, as dlt's `$` would give it.
-    """
-
-    def extract_response(self, response: requests.Response, data_selector: Any) -> List[Any]:
-        try:
-            body = json.loads(response.content)
-        except ValueError as exc:  # as requests' response.json() would raise it
-            raise requests.exceptions.JSONDecodeError(str(exc), "", 0) from None
-        return body if isinstance(body, list) else [body]
-
-
 class SwrApi:
     """The three listing calls of one region's SWR endpoint, with errors turned into ours.
 
@@ -327,7 +305,7 @@ class SwrApi:
     def _client(self) -> Any:
         client = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = ArrayPagesClient(base_url=self.base_url, auth=self.auth, session=build_session())
+            client = self._local.client = build_client(self.base_url, auth=self.auth)
         return client
 
     def _count(self, call: str) -> None:
@@ -346,14 +324,12 @@ class SwrApi:
         return [item["name"] for item in items if isinstance(item, dict) and item.get("name")]
 
     def _pages(self, path: str, call: str, registry: str, params: Dict[str, Any]) -> Iterator[List[Dict[str, Any]]]:
-        for page in paginate(
+        # the answers are bare arrays: the whole body is the page
+        yield from paginate(
             self._client(), path, provider=PROVIDER, call=call, registry=registry, params=params,
             paginator=ContentRangePaginator(call, registry, self.page_limit), describe=describe_swr_error,
-            counter=self._count, data_selector=WHOLE_BODY,
-        ):
-            if not all(isinstance(item, dict) for item in page):
-                raise BadResponseError(PROVIDER, call, "the answer is not a JSON array of objects", registry=registry)
-            yield page
+            counter=self._count, data_selector=WHOLE_BODY, objects=True,
+        )
 
     def _read_all(self, path: str, call: str, registry: str, params: Dict[str, Any]) -> List[Dict[str, Any]]:
         """Every record of a listing; read a second time if it changed while it was paged."""
