@@ -10,9 +10,11 @@ page's token or link; `PagesClient` and the paginators here read the one parsed 
 
 from __future__ import annotations
 
-import json
+import gc
 import logging
 import re
+import threading
+from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import requests
@@ -20,6 +22,7 @@ from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator, JSONResponseCursorPaginator
 
+from .values import json_loads
 from .errors import (
     ApiError,
     AuthError,
@@ -33,10 +36,40 @@ log = logging.getLogger("registry_etl.http")
 
 ErrorDescriber = Callable[[requests.Response], str]
 
-# the parser of every answer (the standard library's reads these pages ~1.5x faster than the
+# the parser of every answer: orjson reads these pages 2-3x faster than `json` (and than the
 # simplejson requests picks when it is installed); a module attribute so tests can count parses
-_loads = json.loads
+_loads = json_loads
 _PARSED = "_registry_etl_json"
+
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a page is parsed (in any number of threads).
+
+    A page is thousands of new dicts and lists, none of them garbage: each allocation burst ran
+    dozens of young-generation collections that found nothing (measured: a fifth of the parse's
+    CPU). Reference counting frees as usual; the collector resumes when the last parse ends,
+    unless something else had turned it off.
+    """
+    global _gc_pausers
+    with _gc_lock:
+        if _gc_pausers == 0 and not gc.isenabled():
+            paused = False  # off already (by the application): not ours to turn on
+        else:
+            paused = True
+            _gc_pausers += 1
+            gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            with _gc_lock:
+                _gc_pausers -= 1
+                if _gc_pausers == 0:
+                    gc.enable()
 
 
 def parsed_json(response: requests.Response) -> Any:
@@ -51,11 +84,13 @@ def parsed_json(response: requests.Response) -> Any:
     cached = response.__dict__.get(_PARSED, _PARSED)
     if cached is not _PARSED:
         return cached
+    content = response.content  # read before the pause: the pause covers the parse alone
     try:
-        try:
-            body = _loads(response.content)
-        except UnicodeDecodeError:  # not UTF-8/16/32: the charset the server declared
-            body = _loads(response.text)
+        with _gc_paused():
+            try:
+                body = _loads(content)
+            except UnicodeDecodeError:  # not UTF-8/16/32: the charset the server declared
+                body = _loads(response.text)
     except ValueError as exc:
         raise requests.exceptions.JSONDecodeError(str(exc), "", 0) from None
     response.__dict__[_PARSED] = body
