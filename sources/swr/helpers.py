@@ -484,9 +484,11 @@ def map_tags(
 
     Returns the number of tags mapped. A record whose manifest is missing or unreadable still
     gives its tag and its image row (size from `size`); the problem goes to `load_problems`.
+    The `tags` and `swr_tags` rows are built as columns (`Rows.add_columns`), not a dict each.
     """
     emitted: Set[str] = set()
-    count = 0
+    tags: List[Tuple[str, Optional[str]]] = []
+    swr_tags = _SwrTagColumns()
     for record in records:
         tag = record.get("Tag", record.get("tag"))
         digest = record.get("digest") or None
@@ -494,11 +496,10 @@ def map_tags(
         if not tag:
             problems.add(obj, "tag record without a tag name; skipped")
             continue
-        count += 1
         size = problems.value(to_int, record.get("size"), obj, "size")
         created = problems.value(to_time, record.get("created"), obj, "created")
-        rows.add(model.TAGS, model.tag_row(PROVIDER, registry, repository, tag, digest))
-        rows.add(SWR_TAGS, _swr_tag(registry, repository, tag, record, problems, obj, size, created))
+        tags.append((tag, digest))
+        swr_tags.add(tag, record, problems, obj, size, created)
         if not digest:
             problems.add(obj, "tag record without a digest: no image row")
             continue
@@ -506,6 +507,9 @@ def map_tags(
             continue
         emitted.add(digest)
         _map_image(registry, repository, digest, record, rows, problems, obj, size, created)
+    count = len(tags)
+    rows.add_columns(model.TAGS, model.tag_columns(PROVIDER, registry, repository, tags), count)
+    rows.add_columns(SWR_TAGS, swr_tags.columns(registry, repository), count)
     return count
 
 
@@ -515,41 +519,46 @@ _TAG_FIELDS_USED = {
 }
 
 
-def _swr_tag(
-    registry: str,
-    repository: str,
-    tag: str,
-    record: Mapping[str, Any],
-    problems: Problems,
-    obj: str,
-    size: Optional[int],
-    created: Optional[datetime],
-) -> Dict[str, Any]:
-    row: Dict[str, Any] = {
-        "provider": PROVIDER,
-        "registry": registry,
-        "repository": repository,
-        "tag": tag,
-        "digest": record.get("digest") or None,
-        "id": problems.value(to_int, record.get("id"), obj, "id"),
-        "repo_id": problems.value(to_int, record.get("repo_id"), obj, "repo_id"),
-        "image_id": _text(record.get("image_id")),
-        "schema": problems.value(to_int, record.get("schema"), obj, "schema"),
-        "tag_type": problems.value(to_int, record.get("tag_type"), obj, "tag_type"),
-        "path": _text(record.get("path")),
-        "internal_path": _text(record.get("internal_path")),
-        "size_bytes": size,
-        "is_trusted": problems.value(_flag, record.get("is_trusted"), obj, "is_trusted"),
-        "scanned": problems.value(_flag, record.get("scanned"), obj, "scanned"),
-        "created_at": created,
-        "updated_at": problems.value(to_time, record.get("updated"), obj, "updated"),
-        "deleted_at": problems.value(to_time, record.get("deleted"), obj, "deleted"),
-    }
-    if record.keys() - _TAG_FIELDS_USED:  # fields this version of the API added: kept, not dropped
-        for key, value in record.items():
-            if key not in _TAG_FIELDS_USED:
-                row[key] = _text(value)
-    return row
+class _SwrTagColumns:
+    """The `swr_tags` rows of one repository, one list per column: every field of a tag record
+    but the manifest; fields this version of the API added are kept as extra columns."""
+
+    # (column, record field, converter or None for text)
+    FIELDS = (
+        ("id", "id", to_int), ("repo_id", "repo_id", to_int), ("image_id", "image_id", None),
+        ("schema", "schema", to_int), ("tag_type", "tag_type", to_int), ("path", "path", None),
+        ("internal_path", "internal_path", None), ("is_trusted", "is_trusted", _flag), ("scanned", "scanned", _flag),
+        ("updated_at", "updated", to_time), ("deleted_at", "deleted", to_time),
+    )
+
+    def __init__(self) -> None:
+        self.values: Dict[str, List[Any]] = {
+            name: [] for name in ("tag", "digest", "size_bytes", "created_at", *(column for column, _, _ in self.FIELDS))
+        }
+        self.extra: List[Tuple[int, str, Optional[str]]] = []  # (row, field, text)
+        self.count = 0
+
+    def add(
+        self, tag: str, record: Mapping[str, Any], problems: Problems, obj: str, size: Optional[int], created: Optional[datetime]
+    ) -> None:
+        values = self.values
+        values["tag"].append(tag)
+        values["digest"].append(record.get("digest") or None)
+        values["size_bytes"].append(size)
+        values["created_at"].append(created)
+        for column, name, convert in self.FIELDS:
+            value = record.get(name)
+            values[column].append(_text(value) if convert is None else problems.value(convert, value, obj, name))
+        if record.keys() - _TAG_FIELDS_USED:  # fields this version of the API added: kept, not dropped
+            self.extra.extend((self.count, key, _text(value)) for key, value in record.items() if key not in _TAG_FIELDS_USED)
+        self.count += 1
+
+    def columns(self, registry: str, repository: str) -> Dict[str, List[Any]]:
+        columns = {"provider": [PROVIDER] * self.count, "registry": [registry] * self.count,
+                   "repository": [repository] * self.count, **self.values}
+        for row, key, text in self.extra:
+            columns.setdefault(key, [None] * self.count)[row] = text
+        return columns
 
 
 def _map_image(
