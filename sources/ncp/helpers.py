@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
@@ -36,7 +36,7 @@ from ..model import (
     S,
     B,
     provider_table,
-    tag_row,
+    tag_columns,
 )
 from ..values import BadValue, objects_in, snake_case, to_int, to_list, to_time
 from .settings import (
@@ -417,7 +417,12 @@ class TagMapper:
     Digests already in the destination (`known`) get no `images`, `images__manifests` rows
     again: digests are immutable, and on the filesystem destination (append only) a second
     copy would be a duplicate row (docs/destinations.md).
+
+    The `tags` and `ncp_tags` rows are kept as columns (no dict per tag) and reach `rows` with
+    `finish()`, once the repository's tags were read.
     """
+
+    _NCP_TAG_COLUMNS = ("tag", "digest", "full_size", "last_updated", "creator", "last_updater", "tag_id", "image_id", "platform_count")
 
     def __init__(self, registry: str, repository: str, rows: Rows, known: Set[str] = frozenset()) -> None:  # type: ignore[assignment]
         self.registry, self.repository, self.rows = registry, repository, rows
@@ -425,6 +430,20 @@ class TagMapper:
         self.seen: Set[str] = set()
         self.tag_count = 0
         self.times: Dict[Any, Any] = {}  # see Converter
+        self.tags: List[Tuple[str, str]] = []
+        self.ncp_tags: Dict[str, List[Any]] = {name: [] for name in self._NCP_TAG_COLUMNS}
+        self.extra: List[Tuple[int, str, Any]] = []  # (row, column, value): fields NCP added later
+
+    def finish(self) -> None:
+        """The `tags` and `ncp_tags` rows of the tags added so far into `rows`."""
+        count = len(self.tags)
+        columns = {"registry": [self.registry] * count, "repository": [self.repository] * count, **self.ncp_tags}
+        for row, name, value in self.extra:  # as a dict row's update() would: a known name is overwritten
+            columns.setdefault(name, [None] * count)[row] = value
+        self.rows.add_columns(TAGS, tag_columns(PROVIDER, self.registry, self.repository, self.tags), count)
+        self.rows.add_columns(NCP_TAGS, columns, count)
+        self.tags, self.extra = [], []
+        self.ncp_tags = {name: [] for name in self._NCP_TAG_COLUMNS}
 
     def add(self, tag: Dict[str, Any]) -> None:
         name, digest = tag.get("name"), tag.get("digest")
@@ -442,23 +461,22 @@ class TagMapper:
             self.rows.problem(PROVIDER, self.registry, self.repository, LIST_TAGS, f"{name} {digest}",
                               f"images: {skipped} of {skipped + len(entries)} entries are not objects; skipped")
         self.tag_count += 1
-        self.rows.add(TAGS, tag_row(PROVIDER, self.registry, self.repository, name, digest))
         full_size = convert(tag, "full_size", to_int)
-        ncp_tag = {
-            "registry": self.registry,
-            "repository": self.repository,
-            "tag": name,
-            "digest": digest,
-            "full_size": full_size,
-            "last_updated": convert(tag, "last_updated", to_time),
-            "creator": convert(tag, "creator", _text),
-            "last_updater": convert(tag, "last_updater", _text),
-            "tag_id": _text(tag.get("id")),
-            "image_id": _text(tag.get("image_id")),
-            "platform_count": len(entries),
-        }
-        ncp_tag.update(_extras(tag, _TAG_FIELDS))
-        self.rows.add(NCP_TAGS, ncp_tag)
+        columns = self.ncp_tags
+        for column, value in (
+            ("tag", name),
+            ("digest", digest),
+            ("full_size", full_size),
+            ("last_updated", convert(tag, "last_updated", to_time)),
+            ("creator", convert(tag, "creator", _text)),
+            ("last_updater", convert(tag, "last_updater", _text)),
+            ("tag_id", _text(tag.get("id"))),
+            ("image_id", _text(tag.get("image_id"))),
+            ("platform_count", len(entries)),
+        ):
+            columns[column].append(value)
+        self.extra.extend((len(self.tags), key, value) for key, value in _extras(tag, _TAG_FIELDS).items())
+        self.tags.append((name, digest))
         if digest in self.seen or digest in self.known:
             return
         self.seen.add(digest)
