@@ -159,3 +159,12 @@ def count_json_parses(monkeypatch) -> List[Any]:
     real = http._loads
     monkeypatch.setattr(http, "_loads", lambda text: parses.append(len(text)) or real(text))
     return parses
+
+
+def rows_as_dicts(rows: Any) -> Dict[str, List[Dict[str, Any]]]:
+    """A `model.Rows`' rows per table as dicts, without emitting them: the dict rows, then the
+    column-built ones (`Rows.add_columns`), whose missing columns read as None."""
+    tables: Dict[str, List[Dict[str, Any]]] = {name: list(values) for name, values in rows._rows.items()}
+    for name, parts in rows._parts.items():
+        tables.setdefault(name, []).extend(row for part in parts for row in part.to_pylist())
+    return tables

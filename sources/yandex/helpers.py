@@ -38,7 +38,7 @@ from ..model import (
     from_columns,
     provider_table,
     scope_marker,
-    tag_row,
+    tag_columns,
 )
 from ..values import BadValue, as_list, objects_in, snake_case, to_int, to_list, to_text, to_time
 from .auth import BearerAuth, describe_status
@@ -468,7 +468,8 @@ class UnitMapper:
             if incremental and not listing.unknown and self.previous.get(name) == fingerprint:  # type: ignore[union-attr]
                 continue  # listed as at the last load, every image in the destination: its rows still hold
             emitted.add(name)
-            self.rows.extend(TAGS, (tag_row(PROVIDER, self.registry, name, tag, digest) for tag, (digest, _) in listing.tags.items()))
+            pairs = [(tag, digest) for tag, (digest, _) in listing.tags.items()]
+            self.rows.add_columns(TAGS, tag_columns(PROVIDER, self.registry, name, pairs), len(pairs))
             self.rows.add(
                 REPOSITORIES,
                 {

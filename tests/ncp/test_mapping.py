@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 from sources.model import IMAGE_MANIFESTS, IMAGES, LOAD_PROBLEMS, REPOSITORIES, TAGS, Rows
 from sources.ncp.helpers import NCP_IMAGES, NCP_TAGS, TagMapper, registry_endpoint, registry_row, repository_rows
+from tests.support import rows_as_dicts
 
 UTC = timezone.utc
 REG = "myreg.kr.ncr.ntruss.com"
@@ -16,10 +17,7 @@ OCI = "application/vnd.oci.image.manifest.v1+json"
 
 
 def rows_of(rows: Rows, table) -> list:
-    """The table's rows as dicts: dict rows, then the column-built ones (`Rows.add_columns`:
-    `tags`, `ncp_tags`), whose missing columns read as None."""
-    built = [row for part in rows._parts.get(table.name, []) for row in part.to_pylist()]
-    return list(rows._rows.get(table.name, [])) + built
+    return rows_as_dicts(rows).get(table.name, [])
 
 
 def test_registry_endpoint_per_region():
