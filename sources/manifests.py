@@ -6,13 +6,11 @@ JSON; this module turns it into the config, layer and child rows of the unified 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
 
-import orjson
 
-from .values import BadValue, to_int
+from .values import BadValue, json_loads, to_int
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -68,15 +66,6 @@ class Manifest:
         return sum(sizes)  # type: ignore[arg-type]
 
 
-def _loads(raw: Union[str, bytes]) -> Any:
-    """`json.loads`, through orjson when it can (~2.5x faster on a manifest); what orjson
-    refuses (NaN, integers beyond 64 bits, lone surrogates) is left to `json`."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)
-
-
 class ManifestError(ValueError):
     """A manifest that is not JSON or not an object."""
 
@@ -85,7 +74,7 @@ def parse_manifest(raw: Union[str, bytes, Dict[str, Any]], media_type: Optional[
     """Parse a manifest document; fields that are unsound are reported in `problems`."""
     if isinstance(raw, (str, bytes)):
         try:
-            doc = _loads(raw)
+            doc = json_loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ManifestError(f"manifest is not valid JSON: {exc}") from None
     else:

@@ -231,6 +231,22 @@ def tag_row(provider: str, registry: str, repository: str, tag: str, digest: str
     }
 
 
+def tag_columns(provider: str, registry: str, repository: str, tags: Sequence[tuple]) -> Dict[str, List[Any]]:
+    """The rows `tag_row` gives for one repository's (tag, digest) pairs, as one list per
+    column (for `Rows.add_columns`): no dict per tag."""
+    keys = [tag_key(provider, registry, repository, tag) for tag, _ in tags]
+    count = len(keys)
+    return {
+        "tag_key": keys,
+        "provider": [provider] * count,
+        "registry": [registry] * count,
+        "repository": [repository] * count,
+        "tag": [tag for tag, _ in tags],
+        "digest": [digest for _, digest in tags],
+        "tag_version": [_version(key, digest) for key, (_, digest) in zip(keys, tags)],
+    }
+
+
 def scope_marker(provider: str, registry: str, repository: Optional[str] = None) -> Dict[str, Any]:
     """Marks a registry (or one repository) as read in full by this run: see TAG_SCOPE."""
     scope = "repository" if repository is not None else "registry"
@@ -371,6 +387,15 @@ class Rows:
     def __init__(self) -> None:
         self._rows: Dict[str, List[Mapping[str, Any]]] = {}
         self._tables: Dict[str, Table] = {}
+        # tables built from column lists (`add_columns`), emitted with the dict rows
+        self._parts: Dict[str, List[pa.Table]] = {}
+
+    def add_columns(self, table: Table, columns: Mapping[str, List[Any]], count: int) -> None:
+        """`count` rows given as one list per column (see `from_columns`): a source that maps
+        straight into columns keeps no dict per row (nor the collector's work of tracking them)."""
+        if count:
+            self._tables[table.name] = table
+            self._parts.setdefault(table.name, []).append(from_columns(table, columns, count))
 
     def add(self, table: Table, row: Mapping[str, Any]) -> None:
         self._tables[table.name] = table
@@ -415,7 +440,7 @@ class Rows:
         )
 
     def count(self, table: Table) -> int:
-        return len(self._rows.get(table.name, ()))
+        return len(self._rows.get(table.name, ())) + sum(part.num_rows for part in self._parts.get(table.name, ()))
 
     def merge(self, other: "Rows") -> None:
         """Take over `other`'s rows, so that small units of work (one repository each) leave as
@@ -424,10 +449,16 @@ class Rows:
             if rows:
                 self._tables[name] = other._tables[name]
                 self._rows.setdefault(name, []).extend(rows)
+        for name, parts in other._parts.items():
+            self._tables[name] = other._tables[name]
+            self._parts.setdefault(name, []).extend(parts)
         other._rows.clear()
+        other._parts.clear()
 
     def __len__(self) -> int:
-        return sum(len(rows) for rows in self._rows.values())
+        return sum(len(rows) for rows in self._rows.values()) + sum(
+            part.num_rows for parts in self._parts.values() for part in parts
+        )
 
     def emit_all(self) -> Iterable[Any]:
         for table, arrow in self.arrow_tables():
@@ -436,8 +467,17 @@ class Rows:
     def arrow_tables(self) -> List[tuple]:
         """The rows as (Table, arrow table) pairs, one per table, and forget them: what a worker
         process sends back (arrow crosses a process boundary as buffers, dicts one by one)."""
-        tables = [(self._tables[name], batch(self._tables[name], rows)) for name, rows in self._rows.items() if rows]
+        tables = []
+        for name in list(self._rows) + [name for name in self._parts if name not in self._rows]:
+            rows, parts = self._rows.get(name), self._parts.get(name, [])
+            if rows:
+                parts = [batch(self._tables[name], rows)] + parts
+            if parts:
+                # extra columns may differ between the parts: missing ones are filled with NULL
+                arrow = parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="default")
+                tables.append((self._tables[name], arrow))
         self._rows.clear()
+        self._parts.clear()
         return tables
 
 

@@ -149,3 +149,22 @@ def tag_history(pipeline, provider: str) -> Dict[tuple, List[Tuple[str, bool]]]:
 
 def table_counts(pipeline, tables=("repositories", "images", "images__layers", "images__manifests", "tags")) -> Dict[str, int]:
     return {t: query(pipeline, f"SELECT count(*) FROM {t}")[0][0] if table_exists(pipeline, t) else 0 for t in tables}
+
+
+def count_json_parses(monkeypatch) -> List[Any]:
+    """Every answer `sources.http` parses from now on (one entry each, from any thread)."""
+    from sources import http
+
+    parses: List[Any] = []
+    real = http._loads
+    monkeypatch.setattr(http, "_loads", lambda text: parses.append(len(text)) or real(text))
+    return parses
+
+
+def rows_as_dicts(rows: Any) -> Dict[str, List[Dict[str, Any]]]:
+    """A `model.Rows`' rows per table as dicts, without emitting them: the dict rows, then the
+    column-built ones (`Rows.add_columns`), whose missing columns read as None."""
+    tables: Dict[str, List[Dict[str, Any]]] = {name: list(values) for name, values in rows._rows.items()}
+    for name, parts in rows._parts.items():
+        tables.setdefault(name, []).extend(row for part in parts for row in part.to_pylist())
+    return tables

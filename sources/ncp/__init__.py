@@ -136,6 +136,7 @@ def _load_registry(
         for tags in api.list_tags(name, repository):
             for tag in tags:
                 mapper.add(tag)
+        mapper.finish()
         return mapped
 
     # the repositories leave as a few large arrow tables: dlt's cost is per yielded item (it

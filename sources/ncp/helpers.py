@@ -18,15 +18,14 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
-from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
 
 from ..errors import AuthError, BadResponseError, NotFoundError, RegistryError, redact
-from ..http import build_session, paginate
+from ..http import build_client, paginate, parsed_json
 from ..model import (
     IMAGE_MANIFESTS,
     REPOSITORIES,
@@ -37,7 +36,7 @@ from ..model import (
     S,
     B,
     provider_table,
-    tag_row,
+    tag_columns,
 )
 from ..values import BadValue, objects_in, snake_case, to_int, to_list, to_time
 from .settings import (
@@ -144,7 +143,7 @@ class NextPagePaginator(PageNumberPaginator):
         self.provider, self.call = provider, call
 
     def update_state(self, response: requests.Response, data: Optional[List[Any]] = None) -> None:
-        body = response.json()
+        body = parsed_json(response)
         if not isinstance(body, dict) or not isinstance(body.get("results"), list):
             # dlt reads a missing `results` as an empty page and wraps a string in a list: either
             # would end the listing early, and retire the tags it did not show
@@ -188,22 +187,6 @@ def describe_gateway_error(response: requests.Response) -> str:
 # ---- the API
 
 
-class EnvelopeClient(RESTClient):
-    """dlt's REST client, reading each page's envelope once.
-
-    dlt parses a page's JSON to select the data, and the paginator parses it again for `next`:
-    at 100 records a page that second parse was a large share of a load's CPU. Here the body is
-    parsed once, its `results` are the page's data, and the paginator gets the same body.
-    """
-
-    def extract_response(self, response: requests.Response, data_selector: Any) -> List[Any]:
-        body = response.json()
-        response.json = lambda **_: body  # type: ignore[method-assign]  # NextPagePaginator reads `next` from it
-        results = body.get("results") if isinstance(body, dict) else None
-        # anything but a list: the paginator refuses the page (no `results` list) before it is used
-        return results if isinstance(results, list) else []
-
-
 class NcpApi:
     """One region of the NCP Container Registry API, errors turned into ours."""
 
@@ -223,9 +206,7 @@ class NcpApi:
         self.page_size = page_size
         self.counter = counter if counter is not None else Counter()
         self._lock = threading.Lock()
-        self.client = EnvelopeClient(
-            base_url=self.base_url + self.prefix, auth=NcpSignatureV2(access_key, secret_key, clock), session=build_session()
-        )
+        self.client = build_client(self.base_url + self.prefix, auth=NcpSignatureV2(access_key, secret_key, clock))
 
     @property
     def label(self) -> str:
@@ -240,7 +221,7 @@ class NcpApi:
     def _pages(self, path: str, call: str, registry: Optional[str]) -> Iterator[List[Dict[str, Any]]]:
         described = f"{call} (GET {self.prefix}/{path})"
         try:
-            for page in paginate(
+            yield from paginate(
                 self.client,
                 path,
                 provider=PROVIDER,
@@ -248,13 +229,11 @@ class NcpApi:
                 registry=registry or self.label,
                 params={"pagesize": self.page_size},
                 paginator=NextPagePaginator(PROVIDER, described),
-                data_selector="results",  # read by EnvelopeClient
+                data_selector="results",
                 describe=describe_gateway_error,
                 counter=lambda _: self._count(call),
-            ):
-                if not isinstance(page, list) or not all(isinstance(item, dict) for item in page):
-                    raise BadResponseError(PROVIDER, described, "the answer's `results` is not a list of objects", registry=registry)
-                yield page
+                objects=True,
+            )
         except AuthError as error:
             error.hint = AUTH_HINT
             raise
@@ -438,7 +417,12 @@ class TagMapper:
     Digests already in the destination (`known`) get no `images`, `images__manifests` rows
     again: digests are immutable, and on the filesystem destination (append only) a second
     copy would be a duplicate row (docs/destinations.md).
+
+    The `tags` and `ncp_tags` rows are kept as columns (no dict per tag) and reach `rows` with
+    `finish()`, once the repository's tags were read.
     """
+
+    _NCP_TAG_COLUMNS = ("tag", "digest", "full_size", "last_updated", "creator", "last_updater", "tag_id", "image_id", "platform_count")
 
     def __init__(self, registry: str, repository: str, rows: Rows, known: Set[str] = frozenset()) -> None:  # type: ignore[assignment]
         self.registry, self.repository, self.rows = registry, repository, rows
@@ -446,6 +430,20 @@ class TagMapper:
         self.seen: Set[str] = set()
         self.tag_count = 0
         self.times: Dict[Any, Any] = {}  # see Converter
+        self.tags: List[Tuple[str, str]] = []
+        self.ncp_tags: Dict[str, List[Any]] = {name: [] for name in self._NCP_TAG_COLUMNS}
+        self.extra: List[Tuple[int, str, Any]] = []  # (row, column, value): fields NCP added later
+
+    def finish(self) -> None:
+        """The `tags` and `ncp_tags` rows of the tags added so far into `rows`."""
+        count = len(self.tags)
+        columns = {"registry": [self.registry] * count, "repository": [self.repository] * count, **self.ncp_tags}
+        for row, name, value in self.extra:  # as a dict row's update() would: a known name is overwritten
+            columns.setdefault(name, [None] * count)[row] = value
+        self.rows.add_columns(TAGS, tag_columns(PROVIDER, self.registry, self.repository, self.tags), count)
+        self.rows.add_columns(NCP_TAGS, columns, count)
+        self.tags, self.extra = [], []
+        self.ncp_tags = {name: [] for name in self._NCP_TAG_COLUMNS}
 
     def add(self, tag: Dict[str, Any]) -> None:
         name, digest = tag.get("name"), tag.get("digest")
@@ -463,23 +461,22 @@ class TagMapper:
             self.rows.problem(PROVIDER, self.registry, self.repository, LIST_TAGS, f"{name} {digest}",
                               f"images: {skipped} of {skipped + len(entries)} entries are not objects; skipped")
         self.tag_count += 1
-        self.rows.add(TAGS, tag_row(PROVIDER, self.registry, self.repository, name, digest))
         full_size = convert(tag, "full_size", to_int)
-        ncp_tag = {
-            "registry": self.registry,
-            "repository": self.repository,
-            "tag": name,
-            "digest": digest,
-            "full_size": full_size,
-            "last_updated": convert(tag, "last_updated", to_time),
-            "creator": convert(tag, "creator", _text),
-            "last_updater": convert(tag, "last_updater", _text),
-            "tag_id": _text(tag.get("id")),
-            "image_id": _text(tag.get("image_id")),
-            "platform_count": len(entries),
-        }
-        ncp_tag.update(_extras(tag, _TAG_FIELDS))
-        self.rows.add(NCP_TAGS, ncp_tag)
+        columns = self.ncp_tags
+        for column, value in (
+            ("tag", name),
+            ("digest", digest),
+            ("full_size", full_size),
+            ("last_updated", convert(tag, "last_updated", to_time)),
+            ("creator", convert(tag, "creator", _text)),
+            ("last_updater", convert(tag, "last_updater", _text)),
+            ("tag_id", _text(tag.get("id"))),
+            ("image_id", _text(tag.get("image_id"))),
+            ("platform_count", len(entries)),
+        ):
+            columns[column].append(value)
+        self.extra.extend((len(self.tags), key, value) for key, value in _extras(tag, _TAG_FIELDS).items())
+        self.tags.append((name, digest))
         if digest in self.seen or digest in self.known:
             return
         self.seen.add(digest)

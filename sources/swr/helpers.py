@@ -20,13 +20,12 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import requests
-from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from requests.auth import AuthBase
 
 from .. import model
 from ..errors import BadResponseError, redact
-from ..http import build_session, describe_json_error, get_json, paginate
+from ..http import WHOLE_BODY, build_client, describe_json_error, get_json, paginate
 from ..manifests import DOCKER_MANIFEST_LIST, ManifestError, parse_manifest
 from ..values import BadValue, to_int, to_time
 from .settings import (
@@ -277,27 +276,6 @@ def tags_path(namespace: str, repository: str) -> str:
 
 # ---------------------------------------------------------------- calls
 
-# The answers are bare arrays: the whole body is the page (ArrayPagesClient reads it).
-WHOLE_BODY = "$"
-
-
-class ArrayPagesClient(RESTClient):
-    """dlt's REST client for SWR's bare-array answers: the body is the page, parsed once.
-
-    Without a data selector dlt parses every body twice (once to guess where the data is, once
-    to take it), with simplejson; the standard library's parser reads these answers (~350 KB of
-    tag records with their manifests as strings) about 1.5x faster. Anything but an array is
-    one item, as dlt's `$` would give it.
-    """
-
-    def extract_response(self, response: requests.Response, data_selector: Any) -> List[Any]:
-        try:
-            body = json.loads(response.content)
-        except ValueError as exc:  # as requests' response.json() would raise it
-            raise requests.exceptions.JSONDecodeError(str(exc), "", 0) from None
-        return body if isinstance(body, list) else [body]
-
-
 class SwrApi:
     """The three listing calls of one region's SWR endpoint, with errors turned into ours.
 
@@ -327,7 +305,7 @@ class SwrApi:
     def _client(self) -> Any:
         client = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = ArrayPagesClient(base_url=self.base_url, auth=self.auth, session=build_session())
+            client = self._local.client = build_client(self.base_url, auth=self.auth)
         return client
 
     def _count(self, call: str) -> None:
@@ -346,14 +324,12 @@ class SwrApi:
         return [item["name"] for item in items if isinstance(item, dict) and item.get("name")]
 
     def _pages(self, path: str, call: str, registry: str, params: Dict[str, Any]) -> Iterator[List[Dict[str, Any]]]:
-        for page in paginate(
+        # the answers are bare arrays: the whole body is the page
+        yield from paginate(
             self._client(), path, provider=PROVIDER, call=call, registry=registry, params=params,
             paginator=ContentRangePaginator(call, registry, self.page_limit), describe=describe_swr_error,
-            counter=self._count, data_selector=WHOLE_BODY,
-        ):
-            if not all(isinstance(item, dict) for item in page):
-                raise BadResponseError(PROVIDER, call, "the answer is not a JSON array of objects", registry=registry)
-            yield page
+            counter=self._count, data_selector=WHOLE_BODY, objects=True,
+        )
 
     def _read_all(self, path: str, call: str, registry: str, params: Dict[str, Any]) -> List[Dict[str, Any]]:
         """Every record of a listing; read a second time if it changed while it was paged."""
@@ -508,9 +484,11 @@ def map_tags(
 
     Returns the number of tags mapped. A record whose manifest is missing or unreadable still
     gives its tag and its image row (size from `size`); the problem goes to `load_problems`.
+    The `tags` and `swr_tags` rows are built as columns (`Rows.add_columns`), not a dict each.
     """
     emitted: Set[str] = set()
-    count = 0
+    tags: List[Tuple[str, Optional[str]]] = []
+    swr_tags = _SwrTagColumns()
     for record in records:
         tag = record.get("Tag", record.get("tag"))
         digest = record.get("digest") or None
@@ -518,11 +496,10 @@ def map_tags(
         if not tag:
             problems.add(obj, "tag record without a tag name; skipped")
             continue
-        count += 1
         size = problems.value(to_int, record.get("size"), obj, "size")
         created = problems.value(to_time, record.get("created"), obj, "created")
-        rows.add(model.TAGS, model.tag_row(PROVIDER, registry, repository, tag, digest))
-        rows.add(SWR_TAGS, _swr_tag(registry, repository, tag, record, problems, obj, size, created))
+        tags.append((tag, digest))
+        swr_tags.add(tag, record, problems, obj, size, created)
         if not digest:
             problems.add(obj, "tag record without a digest: no image row")
             continue
@@ -530,6 +507,9 @@ def map_tags(
             continue
         emitted.add(digest)
         _map_image(registry, repository, digest, record, rows, problems, obj, size, created)
+    count = len(tags)
+    rows.add_columns(model.TAGS, model.tag_columns(PROVIDER, registry, repository, tags), count)
+    rows.add_columns(SWR_TAGS, swr_tags.columns(registry, repository), count)
     return count
 
 
@@ -539,41 +519,46 @@ _TAG_FIELDS_USED = {
 }
 
 
-def _swr_tag(
-    registry: str,
-    repository: str,
-    tag: str,
-    record: Mapping[str, Any],
-    problems: Problems,
-    obj: str,
-    size: Optional[int],
-    created: Optional[datetime],
-) -> Dict[str, Any]:
-    row: Dict[str, Any] = {
-        "provider": PROVIDER,
-        "registry": registry,
-        "repository": repository,
-        "tag": tag,
-        "digest": record.get("digest") or None,
-        "id": problems.value(to_int, record.get("id"), obj, "id"),
-        "repo_id": problems.value(to_int, record.get("repo_id"), obj, "repo_id"),
-        "image_id": _text(record.get("image_id")),
-        "schema": problems.value(to_int, record.get("schema"), obj, "schema"),
-        "tag_type": problems.value(to_int, record.get("tag_type"), obj, "tag_type"),
-        "path": _text(record.get("path")),
-        "internal_path": _text(record.get("internal_path")),
-        "size_bytes": size,
-        "is_trusted": problems.value(_flag, record.get("is_trusted"), obj, "is_trusted"),
-        "scanned": problems.value(_flag, record.get("scanned"), obj, "scanned"),
-        "created_at": created,
-        "updated_at": problems.value(to_time, record.get("updated"), obj, "updated"),
-        "deleted_at": problems.value(to_time, record.get("deleted"), obj, "deleted"),
-    }
-    if record.keys() - _TAG_FIELDS_USED:  # fields this version of the API added: kept, not dropped
-        for key, value in record.items():
-            if key not in _TAG_FIELDS_USED:
-                row[key] = _text(value)
-    return row
+class _SwrTagColumns:
+    """The `swr_tags` rows of one repository, one list per column: every field of a tag record
+    but the manifest; fields this version of the API added are kept as extra columns."""
+
+    # (column, record field, converter or None for text)
+    FIELDS = (
+        ("id", "id", to_int), ("repo_id", "repo_id", to_int), ("image_id", "image_id", None),
+        ("schema", "schema", to_int), ("tag_type", "tag_type", to_int), ("path", "path", None),
+        ("internal_path", "internal_path", None), ("is_trusted", "is_trusted", _flag), ("scanned", "scanned", _flag),
+        ("updated_at", "updated", to_time), ("deleted_at", "deleted", to_time),
+    )
+
+    def __init__(self) -> None:
+        self.values: Dict[str, List[Any]] = {
+            name: [] for name in ("tag", "digest", "size_bytes", "created_at", *(column for column, _, _ in self.FIELDS))
+        }
+        self.extra: List[Tuple[int, str, Optional[str]]] = []  # (row, field, text)
+        self.count = 0
+
+    def add(
+        self, tag: str, record: Mapping[str, Any], problems: Problems, obj: str, size: Optional[int], created: Optional[datetime]
+    ) -> None:
+        values = self.values
+        values["tag"].append(tag)
+        values["digest"].append(record.get("digest") or None)
+        values["size_bytes"].append(size)
+        values["created_at"].append(created)
+        for column, name, convert in self.FIELDS:
+            value = record.get(name)
+            values[column].append(_text(value) if convert is None else problems.value(convert, value, obj, name))
+        if record.keys() - _TAG_FIELDS_USED:  # fields this version of the API added: kept, not dropped
+            self.extra.extend((self.count, key, _text(value)) for key, value in record.items() if key not in _TAG_FIELDS_USED)
+        self.count += 1
+
+    def columns(self, registry: str, repository: str) -> Dict[str, List[Any]]:
+        columns = {"provider": [PROVIDER] * self.count, "registry": [registry] * self.count,
+                   "repository": [repository] * self.count, **self.values}
+        for row, key, text in self.extra:
+            columns.setdefault(key, [None] * self.count)[row] = text
+        return columns
 
 
 def _map_image(

@@ -24,8 +24,8 @@ import pyarrow as pa
 from dlt.sources.helpers.rest_client import RESTClient
 
 from ..concurrency import prefetched
-from ..errors import BadResponseError, NotFoundError
-from ..http import RepeatGuardMixin, build_client, get_json
+from ..errors import NotFoundError
+from ..http import GuardedCursorPaginator, build_client, get_json, paginate
 from ..model import (
     IMAGE_LAYERS,
     IMAGES,
@@ -38,7 +38,7 @@ from ..model import (
     from_columns,
     provider_table,
     scope_marker,
-    tag_row,
+    tag_columns,
 )
 from ..values import BadValue, as_list, objects_in, snake_case, to_int, to_list, to_text, to_time
 from .auth import BearerAuth, describe_status
@@ -86,15 +86,6 @@ def full_name(registry_id: str, repository: str) -> str:
 
 
 # ---- the API
-class _TokenGuard(RepeatGuardMixin):
-    """A next-page token seen before ends the walk with an error (as the Yandex SDK does)."""
-
-    provider = PROVIDER
-
-    def __init__(self, call: str) -> None:
-        self.call = call
-
-
 class YandexApi:
     """The calls of one run."""
 
@@ -116,33 +107,13 @@ class YandexApi:
         self.counter[call.split(" ", 1)[0]] += 1
 
     def _pages(self, path: str, params: Dict[str, Any], selector: str, call: str, registry: Optional[str]) -> Iterator[List[Dict[str, Any]]]:
-        """Every page of a `nextPageToken` listing, each answer parsed once.
-
-        (dlt's cursor paginator parsed every answer a second time to find the token: a third of
-        the CPU a 1,000-image page costs.) A repeating token stops the walk with an error.
-        """
-        guard = _TokenGuard(call)
-        query = {**params, "pageSize": self.page_size}
-        while True:
-            body = get_json(self.client(), path, provider=PROVIDER, call=call, registry=registry, params=query,
-                            describe=describe_status, counter=self._count)
-            if not isinstance(body, dict):
-                raise BadResponseError(PROVIDER, call, "the answer is not a JSON object", registry=registry)
-            page = body.get(selector)
-            if page is None:
-                page = []  # proto3 JSON leaves an empty list out
-            elif isinstance(page, dict):
-                page = [page]
-            # a string where the list belongs would read as an empty page (or a page of
-            # characters) and retire the tags it did not show
-            if not isinstance(page, list) or not all(isinstance(item, dict) for item in page):
-                raise BadResponseError(PROVIDER, call, f"the answer's `{selector}` is not a list of objects", registry=registry)
-            yield page
-            token = body.get("nextPageToken")
-            if not token:
-                return
-            guard._guard(token)
-            query = {**query, "pageToken": token}
+        """Every page of a `nextPageToken` listing (a repeating token stops the walk with an error)."""
+        yield from paginate(
+            self.client(), path, provider=PROVIDER, call=call, registry=registry,
+            params={**params, "pageSize": self.page_size},
+            paginator=GuardedCursorPaginator("nextPageToken", "pageToken", PROVIDER, call),
+            data_selector=selector, describe=describe_status, counter=self._count, objects=True,
+        )
 
     def registries(self, folder_id: str) -> Iterator[List[Dict[str, Any]]]:
         return self._pages("registries", {"folderId": folder_id}, "registries", f"Registry.list (folder {folder_id})", None)
@@ -502,7 +473,8 @@ class UnitMapper:
             if incremental and not listing.unknown and self.previous.get(name) == fingerprint:  # type: ignore[union-attr]
                 continue  # listed as at the last load, every image in the destination: its rows still hold
             emitted.add(name)
-            self.rows.extend(TAGS, (tag_row(PROVIDER, self.registry, name, tag, digest) for tag, (digest, _) in listing.tags.items()))
+            pairs = [(tag, digest) for tag, (digest, _) in listing.tags.items()]
+            self.rows.add_columns(TAGS, tag_columns(PROVIDER, self.registry, name, pairs), len(pairs))
             self.rows.add(
                 REPOSITORIES,
                 {

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 from sources.model import IMAGE_MANIFESTS, IMAGES, LOAD_PROBLEMS, REPOSITORIES, TAGS, Rows
 from sources.ncp.helpers import NCP_IMAGES, NCP_TAGS, TagMapper, registry_endpoint, registry_row, repository_rows
+from tests.support import rows_as_dicts
 
 UTC = timezone.utc
 REG = "myreg.kr.ncr.ntruss.com"
@@ -16,7 +17,7 @@ OCI = "application/vnd.oci.image.manifest.v1+json"
 
 
 def rows_of(rows: Rows, table) -> list:
-    return list(rows._rows.get(table.name, []))
+    return rows_as_dicts(rows).get(table.name, [])
 
 
 def test_registry_endpoint_per_region():
@@ -61,6 +62,7 @@ def test_single_and_multi_arch_tags_with_both_time_formats():
     mapper.add({"name": "multi", "digest": INDEX, "full_size": 300, "last_updated": "2024-04-01T00:00:00.500Z",
                 "images": [entry(AMD, "amd64", "2024-04-01T00:00:00.250Z", size=300),
                            entry(ARM, "arm64", 1711929600100, variant="v8", size=280)]})
+    mapper.finish()
     images = {row["digest"]: row for row in rows_of(rows, IMAGES)}
     assert set(images) == {SINGLE, INDEX, AMD, ARM}  # SINGLE once although two tags point at it
     assert images[SINGLE]["size_bytes"] == 500  # no per-platform size: the tag's full_size
@@ -86,6 +88,7 @@ def test_unsound_values_are_reported_and_the_rest_is_loaded():
     mapper = TagMapper(REG, "team/app", rows)
     mapper.add({"name": "v1", "digest": SINGLE, "full_size": "huge", "images": [entry(SINGLE, "amd64", "yesterday")]})
     mapper.add({"name": "broken"})
+    mapper.finish()
     [image] = rows_of(rows, IMAGES)
     assert image["created_at"] is None and image["size_bytes"] == 100
     problems = rows_of(rows, LOAD_PROBLEMS)
@@ -99,6 +102,7 @@ def test_images_that_are_not_a_list_are_reported_not_iterated():
     mapper = TagMapper(REG, "team/app", rows)
     mapper.add({"name": "v1", "digest": SINGLE, "full_size": 500, "images": "linux/amd64"})
     mapper.add({"name": "v2", "digest": INDEX, "full_size": 300, "images": {"digest": AMD}})
+    mapper.finish()
     images = {row["digest"]: row for row in rows_of(rows, IMAGES)}
     assert {d: (r["size_bytes"], r["platform_arch"]) for d, r in images.items()} == {SINGLE: (500, None), INDEX: (300, None)}
     assert rows_of(rows, IMAGE_MANIFESTS) == []
@@ -116,6 +120,7 @@ def test_digests_already_loaded_get_no_image_or_link_rows_again():
     mapper.add({"name": "v1", "digest": SINGLE, "full_size": 500, "images": [entry(SINGLE, "amd64", 1711928488123)]})
     mapper.add({"name": "multi", "digest": INDEX, "full_size": 300,
                 "images": [entry(AMD, "amd64", 1711928488123), entry(ARM, "arm64", 1711928488123, variant="v8")]})
+    mapper.finish()
     assert rows_of(rows, IMAGES) == [] and rows_of(rows, IMAGE_MANIFESTS) == []
     assert {row["tag"]: row["digest"] for row in rows_of(rows, TAGS)} == {"v1": SINGLE, "multi": INDEX}
     assert [row["tag"] for row in rows_of(rows, NCP_TAGS)] == ["v1", "multi"]
@@ -123,4 +128,5 @@ def test_digests_already_loaded_get_no_image_or_link_rows_again():
     rows = Rows()
     mapper = TagMapper(REG, "team/app", rows, known={INDEX})
     mapper.add({"name": "amd", "digest": AMD, "images": [entry(AMD, "amd64", 1711928488123)]})
+    mapper.finish()
     assert [row["digest"] for row in rows_of(rows, IMAGES)] == [AMD]

@@ -22,7 +22,7 @@ from tests.ncp.conftest import (
     load,
     visible,
 )
-from tests.support import current_tags, new_pipeline, query, table_counts, tag_history, truncate_ms
+from tests.support import count_json_parses, current_tags, new_pipeline, query, table_counts, tag_history, truncate_ms
 
 
 def loaded_images(pipeline):
@@ -102,12 +102,15 @@ def test_acceptance_size_is_exact(tmp_path, ncp_env):
                 assert secret not in handle.read(), name
 
 
-def test_paging_reads_every_page_and_not_one_past_the_end(tmp_path, ncp_env):
+def test_paging_reads_every_page_and_not_one_past_the_end(tmp_path, ncp_env, monkeypatch):
     inventory = Inventory(seed=5, registries=("reg-a", "reg-b", "reg-c"), repositories=8, images=70)
     emulator = ncp_env(inventory)
     pipeline = new_pipeline(tmp_path)
-    load(pipeline, page_size=2)
+    parses = count_json_parses(monkeypatch)
+    _, counter = load(pipeline, page_size=2)
     assert_matches_inventory(pipeline, inventory)
+    # every answer parsed once: its `results` and the paginator's `next` come from one parse
+    assert len(parses) == sum(counter.values()) == sum(emulator.counters.values())
     pages = lambda n: max(1, math.ceil(n / 2))  # an empty listing is still one page
     assert emulator.counters["ListRegistries"] == 2
     assert emulator.counters["ListImages"] == sum(pages(len(repos)) for repos in inventory.registries.values())

@@ -45,7 +45,9 @@ SEED_RECORD = {
 
 
 def collected(rows: model.Rows):
-    return {name: list(items) for name, items in rows._rows.items()}
+    """Every table's rows as dicts, as they leave for dlt (the `tags` and `swr_tags` rows are
+    built as columns; a dict row's missing columns read as None)."""
+    return {table.name: arrow.to_pylist() for table, arrow in rows.arrow_tables()}
 
 
 def map_records(records, known=frozenset()):

@@ -11,7 +11,7 @@ from emulators.inventory import Inventory
 from emulators.swr import SEED_DIGEST, SEED_NAMESPACE, SEED_REPOSITORY, SEED_SIZE, SwrEmulator, demo_inventory
 from pipelines.cli import _root_cause, main
 from sources.errors import ApiError, BadResponseError, NotFoundError
-from tests.support import current_tags, loaded_children, loaded_layers, new_pipeline, query, table_counts, tag_history, truncate_us
+from tests.support import count_json_parses, current_tags, loaded_children, loaded_layers, new_pipeline, query, table_counts, tag_history, truncate_us
 from tests.swr.conftest import (
     expected_children,
     expected_images,
@@ -103,12 +103,15 @@ def test_acceptance_size_is_exact_and_includes_the_seed_record(tmp_path, swr_env
     }
 
 
-def test_paging_reads_every_page_and_checks_content_range(tmp_path, swr_env):
+def test_paging_reads_every_page_and_checks_content_range(tmp_path, swr_env, monkeypatch):
     inventory = Inventory(seed=3, registries=("ns-one", "ns-two"), repositories=15, images=90)
     emulator = swr_env(inventory)
     pipeline = new_pipeline(tmp_path)
-    load(pipeline, page_limit=4)
+    parses = count_json_parses(monkeypatch)
+    _, counter = load(pipeline, page_limit=4)
     assert_matches_inventory(pipeline, inventory, emulator)
+    # every answer parsed once: its records and the paginator's checks come from one parse
+    assert len(parses) == sum(counter.values()) == sum(emulator.counters.values())
     pages = lambda n: max(1, -(-n // 4))  # noqa: E731 - no empty page past the announced total
     assert emulator.counters["list_repositories"] == sum(pages(len(r)) for r in inventory.registries.values())
     assert emulator.counters["list_tags"] == sum(pages(len(r.tags)) for r in inventory.repositories())

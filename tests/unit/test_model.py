@@ -78,3 +78,22 @@ def test_tag_keys_and_versions_are_compact_json_of_their_parts():
     assert row["tag_version"] == hashlib.sha256(text.encode()).hexdigest()[:32]
     marker = model.scope_marker("ecr", "r")  # a None part goes through json itself
     assert marker["tag_version"] == hashlib.sha256(b'["registry","ecr","r",null]').hexdigest()[:32]
+
+
+def test_tag_columns_are_the_tag_rows_and_rows_mix_columns_with_dict_rows():
+    pairs = [("latest", "sha256:1"), ("v1", None), ('we"ird/ tag', "sha256:2")]
+    columns = model.tag_columns("swr", "reg/ns", "app", pairs)
+    expected = [model.tag_row("swr", "reg/ns", "app", tag, digest) for tag, digest in pairs]
+    rows = model.Rows()
+    rows.add(model.TAGS, model.scope_marker("swr", "reg/ns", "app"))
+    rows.add_columns(model.TAGS, columns, len(pairs))
+    other = model.Rows()
+    other.add_columns(model.TAGS, columns, len(pairs))
+    other.add_columns(model.IMAGES, {"provider": ["swr"], "registry": ["r"], "repository": ["a"], "digest": ["d"], "new": [1]}, 1)
+    rows.merge(other)
+    assert len(rows) == 8 and rows.count(model.TAGS) == 7 and len(other) == 0
+    tables = {table.name: arrow for table, arrow in rows.arrow_tables()}
+    assert tables["tags"].schema == model.batch(model.TAGS, expected).schema
+    assert tables["tags"].to_pylist() == [model.scope_marker("swr", "reg/ns", "app")] + expected + expected
+    assert tables["images"].column("new").to_pylist() == ["1"]  # an extra column, as batch() keeps it
+    assert len(rows) == 0 and rows.arrow_tables() == []

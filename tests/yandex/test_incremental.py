@@ -10,7 +10,7 @@ import pytest
 
 from sources.model import IMAGE_LAYERS, IMAGES, Rows, batch
 from sources.yandex.helpers import YANDEX_IMAGES, UnitMapper
-from tests.support import current_tags, expected_tags, new_pipeline, query, tag_history
+from tests.support import current_tags, expected_tags, new_pipeline, query, rows_as_dicts, tag_history
 from tests.yandex.conftest import inventory, load, registry_of
 from tests.yandex.test_source import assert_matches_inventory
 
@@ -167,7 +167,7 @@ def test_fingerprint_is_order_free_and_sees_digests_tags_and_problems():
         mapper = UnitMapper(REGISTRY_ID, lambda registry, repository: {r["digest"] for r in records}, Rows(), previous)
         for doc in records:
             mapper.add_image(doc)
-        return mapper.finish({"team/app": "crprepo0000000000001"}), mapper.rows._rows
+        return mapper.finish({"team/app": "crprepo0000000000001"}), rows_as_dicts(mapper.rows)
 
     other = record(digest="sha256:" + "b" * 64, tags=["2.0"])
     first, _ = fingerprints([record(), other])

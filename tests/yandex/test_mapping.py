@@ -18,6 +18,7 @@ from sources.yandex.helpers import (
     repository_of,
     select_units,
 )
+from tests.support import rows_as_dicts
 
 REGISTRY_ID = "crpabcdefghij0123456"
 DIGEST = "sha256:" + "a" * 64
@@ -47,7 +48,7 @@ def mapped(records, known=frozenset(), repositories=None, repository_ids=None):
     for doc in records:
         mapper.add_image(doc)
     mapper.finish(repository_ids or {"team/app": "crprepo0000000000001"}, repositories)
-    return {name: list(values) for name, values in rows._rows.items()}
+    return rows_as_dicts(rows)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from emulators.inventory import Inventory
 from emulators.yandex import YandexEmulator
 from sources.errors import AuthError, NotFoundError
 from tests.support import (
+    count_json_parses,
     current_tags,
     expected_tags,
     new_pipeline,
@@ -137,11 +138,14 @@ def test_acceptance_size_is_exact(tmp_path, yandex_env):
     assert query(pipeline, "SELECT count(*) FROM yandex_images WHERE image_id LIKE 'crp%'")[0][0] == inv.counts()["images"]
 
 
-def test_paging_with_small_pages(tmp_path, yandex_env):
+def test_paging_with_small_pages(tmp_path, yandex_env, monkeypatch):
     inv = inventory(registries=1, repositories=3, images=25, seed=3)
     emulator = yandex_env(inv)
     pipeline = new_pipeline(tmp_path)
-    load(pipeline, page_size=4)
+    parses = count_json_parses(monkeypatch)
+    _, counter = load(pipeline, page_size=4)
+    # every answer parsed once: its records and the paginator's `nextPageToken` come from one parse
+    assert len(parses) == sum(counter.values())
     total = inv.counts()["images"]
     assert emulator.counters["Image.list"] == -(-total // 4)
     assert emulator.counters["Repository.list"] == 1
