@@ -17,20 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import dlt
 import pyarrow as pa
-
-if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-    # Arrow's default pool (mimalloc or jemalloc) keeps what a freed table held for reuse:
-    # the tables of a whole extract, page by page, stayed in the process's RSS through the
-    # load step, where DuckDB's own memory came on top (a Yandex load at 200,000 images peaked
-    # at 1.3 GB). The system allocator gives large buffers back when they are freed.
-    pa.set_memory_pool(pa.system_memory_pool())
 
 log = logging.getLogger("registry_etl.rows")
 
