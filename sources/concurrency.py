@@ -84,6 +84,18 @@ _END = object()
 DONE = object()  # `stream_bounded`'s output after an item's last one
 
 
+def _hand_over(handoff: "queue.Queue[Any]", entry: Any, stopped: threading.Event) -> bool:
+    """Put `entry` on a bounded queue, waiting while it is full; False (not put) once the
+    consumer has `stopped`, so a producer thread never blocks on a queue nobody reads."""
+    while not stopped.is_set():
+        try:
+            handoff.put(entry, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 def stream_bounded(fn: Callable[[T], Iterable[R]], items: Sequence[T], workers: int, buffered: int = 4) -> Iterator[Tuple[T, Any]]:
     """`(item, output)` for every output of `fn(item)`, up to `workers` items read at once, each
     output handed over as soon as it is made; after an item's last output, `(item, DONE)`.
@@ -100,13 +112,7 @@ def stream_bounded(fn: Callable[[T], Iterable[R]], items: Sequence[T], workers: 
     take = threading.Lock()
 
     def put(entry: Tuple[Any, Any, Optional[BaseException]]) -> bool:
-        while not stopped.is_set():
-            try:
-                handoff.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return _hand_over(handoff, entry, stopped)
 
     def work() -> None:
         while not stopped.is_set():
@@ -155,13 +161,7 @@ def prefetched(pages: Iterator[Any], name: str = "registry-etl-prefetch") -> Ite
     stopped = threading.Event()
 
     def put(item: Tuple[Any, Optional[BaseException]]) -> bool:
-        while not stopped.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return _hand_over(handoff, item, stopped)
 
     def fetch() -> None:
         try:
