@@ -41,6 +41,16 @@ def movable(inv):
     raise AssertionError("no movable tag in the inventory")
 
 
+def loaded_once(tmp_path, yandex_env, seed):
+    """An inventory of 2 registries x 5 repositories x 50 images behind the emulator, and a
+    pipeline that has loaded it once."""
+    inv = inventory(registries=2, repositories=5, images=50, seed=seed)
+    yandex_env(inv)
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline)
+    return inv, pipeline
+
+
 def test_noop_rerun_emits_no_rows_and_the_history_is_unchanged(tmp_path, yandex_env):
     inv = inventory(registries=2, repositories=5, images=50, seed=31)
     emulator = yandex_env(inv)
@@ -61,10 +71,7 @@ def test_noop_rerun_emits_no_rows_and_the_history_is_unchanged(tmp_path, yandex_
 
 
 def test_a_moved_tag_retires_only_that_tag_and_emits_only_its_repository(tmp_path, yandex_env):
-    inv = inventory(registries=2, repositories=5, images=50, seed=32)
-    yandex_env(inv)
-    pipeline = new_pipeline(tmp_path)
-    load(pipeline)
+    inv, pipeline = loaded_once(tmp_path, yandex_env, seed=32)
     before = tag_rows(pipeline)
     repo, tag, old, new = movable(inv)
     repo.tags[tag] = new
@@ -83,10 +90,7 @@ def test_a_moved_tag_retires_only_that_tag_and_emits_only_its_repository(tmp_pat
 
 
 def test_a_deleted_repository_retires_its_tags(tmp_path, yandex_env):
-    inv = inventory(registries=2, repositories=5, images=50, seed=33)
-    yandex_env(inv)
-    pipeline = new_pipeline(tmp_path)
-    load(pipeline)
+    inv, pipeline = loaded_once(tmp_path, yandex_env, seed=33)
     before = tag_rows(pipeline)
     registry_id = sorted(inv.registries)[0]
     name = sorted(inv.registries[registry_id])[1]
@@ -112,10 +116,7 @@ def test_a_deleted_repository_retires_its_tags(tmp_path, yandex_env):
 
 @pytest.mark.parametrize("lost", ["pipeline_dir", "pipeline_dir_and_destination_state"])
 def test_lost_state_reloads_correctly(tmp_path, yandex_env, lost):
-    inv = inventory(registries=2, repositories=5, images=50, seed=34)
-    yandex_env(inv)
-    pipeline = new_pipeline(tmp_path)
-    load(pipeline)
+    inv, pipeline = loaded_once(tmp_path, yandex_env, seed=34)
     repo, tag, old, new = movable(inv)
     repo.tags[tag] = new
     (deleted_repo, deleted_tag, deleted_digest), = inv.delete_tags(1)
