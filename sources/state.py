@@ -116,26 +116,12 @@ class RepositoryStamps:
     def _key(registry: str, repository: str) -> str:
         return f"{registry}\x1f{repository}"
 
-    def changed(self, registry: str, repository: str, stamp: Any) -> bool:
-        """True when `stamp` differs from the stored one (or on a first load / full refresh)."""
-        if self.full_refresh or stamp is None:
-            return True
-        with self._lock:
-            stamps = dlt.current.resource_state().setdefault("stamps", {})
-            return stamps.get(self._key(registry, repository)) != str(stamp)
-
-    def remember(self, registry: str, repository: str, stamp: Any) -> None:
-        if stamp is None:
-            return
-        with self._lock:
-            stamps = dlt.current.resource_state().setdefault("stamps", {})
-            stamps[self._key(registry, repository)] = str(stamp)
-
     def _stamps(self) -> Dict[str, str]:
         return dlt.current.resource_state().setdefault("stamps", {})
 
     def changed_among(self, registry: str, stamps: Dict[str, Any]) -> List[str]:
-        """`changed` for many repositories of one registry (`{repository: stamp}`), in order:
+        """The repositories of one registry (`{repository: stamp}`) whose stamp differs from the
+        stored one (every one on a first load or a full refresh, or without a stamp), in order:
         dlt's resource state is looked up once (each lookup costs about a millisecond)."""
         if self.full_refresh:
             return list(stamps)
@@ -145,7 +131,8 @@ class RepositoryStamps:
                     if stamp is None or stored.get(self._key(registry, name)) != str(stamp)]
 
     def remember_all(self, registry: str, stamps: Iterable[Tuple[str, Any]]) -> None:
-        """`remember` for many `(repository, stamp)` pairs of one registry, with one state lookup."""
+        """Store the stamps of `(repository, stamp)` pairs of one registry (a missing stamp is not
+        stored: that repository is read again next time), with one state lookup."""
         with self._lock:
             stored = self._stamps()
             for name, stamp in stamps:

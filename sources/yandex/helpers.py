@@ -551,15 +551,6 @@ class UnitLoader:
         fingerprints = mapper.finish(unit.repository_ids, unit.repositories)
         yield UnitResult(list(mapper.emit_all()), fingerprints)
 
-    def load(self, unit: Unit) -> UnitResult:
-        """The whole unit at once (for a small unit, or a test): every table and the fingerprints."""
-        tables: List[Any] = []
-        for output in self.stream(unit):
-            if isinstance(output, UnitResult):
-                return UnitResult(tables + output.tables, output.fingerprints)
-            tables.append(output)
-        raise AssertionError("UnitLoader.stream ended without its UnitResult")
-
 
 def repository_ids(api: YandexApi, registry_id: str) -> Dict[str, Optional[str]]:
     """Repository.list of a registry: repository (without the registry id) -> repository id."""
