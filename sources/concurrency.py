@@ -17,7 +17,7 @@ import pickle
 import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from contextlib import contextmanager
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
@@ -270,6 +270,33 @@ def _start_worker(parent: int, environ: Dict[str, str], queue: Any, levels: Dict
         register_secret(secret)
     if initializer is not None:
         initializer(*initargs)
+
+
+def worker_processes(processes: int, most: int = 4) -> int:
+    """A source's `processes` setting: 0 means one per core (at most `most`); 1 reads
+    everything in the loading process."""
+    if processes and processes > 0:
+        return int(processes)
+    return max(1, min(os.cpu_count() or 1, most))
+
+
+# per worker process: one API client per spec for the process's life, and its calls counted
+_WORKER_APIS: Dict[Any, Any] = {}
+_WORKER_REQUESTS: Counter = Counter()
+
+
+def call_in_worker(spec: Any, read: Callable[[Any], R]) -> Tuple[R, Counter]:
+    """In a worker process: `read(api)` with this process's client for `spec` (built once, by
+    `spec.build(counter)`; `spec` must be hashable), and the calls it made per operation, which
+    the loading process adds to its own count. A worker runs one task at a time."""
+    api = _WORKER_APIS.get(spec)
+    if api is None:
+        api = _WORKER_APIS[spec] = spec.build(_WORKER_REQUESTS)
+    before = Counter(_WORKER_REQUESTS)
+    result = read(api)
+    requests = Counter(_WORKER_REQUESTS)
+    requests.subtract(before)
+    return result, +requests
 
 
 def map_in_processes(

@@ -389,6 +389,12 @@ class Rows:
             self._tables[table.name] = table
             self._parts.setdefault(table.name, []).append(from_columns(table, columns, count))
 
+    def add_arrow(self, table: Table, arrow: pa.Table) -> None:
+        """Rows already built as an arrow table of `table` (by a worker process)."""
+        if arrow.num_rows:
+            self._tables[table.name] = table
+            self._parts.setdefault(table.name, []).append(arrow)
+
     def add(self, table: Table, row: Mapping[str, Any]) -> None:
         self._tables[table.name] = table
         self._rows.setdefault(table.name, []).append(row)
@@ -471,30 +477,3 @@ class Rows:
         self._rows.clear()
         self._parts.clear()
         return tables
-
-
-class ArrowBatches:
-    """Arrow tables of many small units (repositories) gathered per table and emitted as a few
-    large ones: dlt's cost is per yielded item as much as per row."""
-
-    def __init__(self) -> None:
-        self._tables: Dict[str, Table] = {}
-        self._parts: Dict[str, List[pa.Table]] = {}
-        self._rows = 0
-
-    def add(self, table: Table, arrow: pa.Table) -> None:
-        if arrow.num_rows:
-            self._tables[table.name] = table
-            self._parts.setdefault(table.name, []).append(arrow)
-            self._rows += arrow.num_rows
-
-    def __len__(self) -> int:
-        return self._rows
-
-    def emit_all(self) -> Iterable[Any]:
-        for name, parts in self._parts.items():
-            # extra columns differ between units: missing ones are filled with NULL
-            arrow = parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="default")
-            yield emit_arrow(self._tables[name], arrow)
-        self._parts.clear()
-        self._rows = 0

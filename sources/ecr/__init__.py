@@ -8,16 +8,15 @@ retry modes. Configuration lives under `[sources.ecr]`.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import dlt
 from dlt.sources import DltResource
 
-from ..concurrency import map_bounded, map_in_processes
+from ..concurrency import map_bounded, map_in_processes, worker_processes
 from ..errors import ConfigError
-from ..model import TAGS, ArrowBatches, Rows, emit, scope_marker
+from ..model import TAGS, Rows, emit, scope_marker
 from ..state import KnownImages, ListingState
 from ..values import as_list
 from .helpers import (
@@ -95,7 +94,7 @@ def ecr_source(
         for registry_id in (as_list(registry_ids) or [None])
     ]
     apis = {spec: spec.build(counter) for spec in specs}
-    workers = worker_processes(processes)
+    workers = worker_processes(processes, MAX_AUTO_PROCESSES)
     # an UNTAGGED-only listing sees no tags, so it must not retire any history
     tags_complete = tag_status != "UNTAGGED"
     known = KnownImages(PROVIDER)
@@ -183,10 +182,10 @@ def ecr_source(
         yield from pending.emit_all()
 
     def _read_in_processes(tasks: List[RepositoryTask]) -> Iterator[Any]:
-        pending = ArrowBatches()
+        pending = Rows()
         for task, result in zip(tasks, map_in_processes(read_repositories_in_worker, tasks, workers, preload=[read_repositories_in_worker.__module__])):
             for table, arrow in result.tables:
-                pending.add(table, arrow)
+                pending.add_arrow(table, arrow)
             counter.update(result.requests)
             _remember(task, result.fingerprints)
             if len(pending) >= EMIT_ROWS:
@@ -195,9 +194,3 @@ def ecr_source(
 
     return repository_list, images
 
-
-def worker_processes(processes: int) -> int:
-    """`processes` = 0 means one per core (at most 4); 1 reads everything in this process."""
-    if processes and processes > 0:
-        return int(processes)
-    return max(1, min(os.cpu_count() or 1, MAX_AUTO_PROCESSES))

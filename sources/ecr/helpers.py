@@ -17,7 +17,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.utils import parse_timestamp
 
-from ..concurrency import map_bounded
+from ..concurrency import call_in_worker, map_bounded
 from ..errors import ApiError, AuthError, BadResponseError, ConfigError, NotFoundError, RegistryError, register_secret
 from ..manifests import ManifestError, parse_manifest
 from ..model import REPOSITORIES, TAGS, Rows, scope_marker, tag_row
@@ -464,18 +464,7 @@ def read_repositories(task: RepositoryTask, api: EcrApi) -> Tuple[Rows, Dict[str
     return rows, fingerprints
 
 
-_WORKER_APIS: Dict[ApiSpec, EcrApi] = {}
-_WORKER_REQUESTS: Counter = Counter()
-
-
 def read_repositories_in_worker(task: RepositoryTask) -> RepositoryResult:
-    """`read_repositories` in a worker process: one client per API for the process's life,
-    rows returned as arrow tables."""
-    api = _WORKER_APIS.get(task.api)
-    if api is None:
-        api = _WORKER_APIS[task.api] = task.api.build(_WORKER_REQUESTS)
-    before = Counter(_WORKER_REQUESTS)
-    rows, fingerprints = read_repositories(task, api)
-    requests = Counter(_WORKER_REQUESTS)
-    requests.subtract(before)
-    return RepositoryResult(rows.arrow_tables(), fingerprints, +requests)
+    """`read_repositories` in a worker process, rows returned as arrow tables."""
+    (rows, fingerprints), requests = call_in_worker(task.api, lambda api: read_repositories(task, api))
+    return RepositoryResult(rows.arrow_tables(), fingerprints, requests)

@@ -15,18 +15,38 @@ Configuration lives under `[sources.ncp]`; the keys under `[sources.ncp]` in sec
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import dlt
 from dlt.sources import DltResource
 
-from ..concurrency import map_bounded
+from ..concurrency import map_bounded, map_in_processes, worker_processes
 from ..errors import ConfigError, register_secret
 from ..model import TAGS, Rows, emit, scope_marker
 from ..state import KnownImages, RepositoryStamps
 from ..values import as_list
-from .helpers import NCP_REGISTRIES, NcpApi, TagMapper, registry_endpoint, registry_row, repository_rows
-from .settings import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, DEFAULT_PAGE_SIZE, EMIT_ROWS, PROVIDER, REGION_PREFIXES
+from .helpers import (
+    NCP_REGISTRIES,
+    ApiSpec,
+    NcpApi,
+    TagTask,
+    read_task,
+    read_task_in_worker,
+    registry_endpoint,
+    registry_row,
+    repository_rows,
+)
+from .settings import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_PAGE_SIZE,
+    EMIT_ROWS,
+    MAX_AUTO_PROCESSES,
+    PROCESS_MIN_REPOSITORIES,
+    PROVIDER,
+    REGION_PREFIXES,
+    REPOSITORIES_PER_TASK,
+)
 
 
 @dlt.source(name="ncp", max_table_nesting=0)
@@ -39,6 +59,7 @@ def ncp_source(
     concurrency: int = DEFAULT_CONCURRENCY,
     page_size: int = DEFAULT_PAGE_SIZE,
     full_refresh: bool = False,
+    processes: int = 0,
     request_counter: Optional[Counter] = None,
 ) -> Sequence[DltResource]:
     """The Container Registry inventory of one NCP region.
@@ -53,6 +74,9 @@ def ncp_source(
         concurrency: Repositories whose tags are read at once.
         page_size: Results asked for per page.
         full_refresh: Read the tags of every repository, changed or not.
+        processes: Worker processes reading tags when a registry has many repositories to read
+            (each process runs its own calls and builds arrow tables; Python maps rows on one
+            core per process). 0: one per core, at most 4; 1: read in this process only.
         request_counter: A Counter that receives the number of calls per operation.
 
     Returns:
@@ -71,7 +95,9 @@ def ncp_source(
     if not access_key or not secret_key:
         raise ConfigError(PROVIDER, "configuration", "access_key and secret_key must not be empty")
     counter = request_counter if request_counter is not None else Counter()
-    api = NcpApi(access_key, secret_key, region, base_url or DEFAULT_BASE_URL, int(page_size), counter)
+    spec = ApiSpec(access_key, secret_key, region, base_url or DEFAULT_BASE_URL, int(page_size))
+    api = spec.build(counter)
+    reader = TagReader(spec, api, counter, concurrency, worker_processes(processes, MAX_AUTO_PROCESSES))
     configured = as_list(registries)
     stamps = RepositoryStamps(full_refresh)
     known = KnownImages(PROVIDER)
@@ -98,16 +124,46 @@ def ncp_source(
                 yield from _close_vanished_registries(stamps, seen_registries)
                 continue
             seen_registries.add(registry_endpoint(doc["name"], api.region, doc if doc.get("_listed") else None))
-            yield from _load_registry(api, doc, stamps, known, concurrency)
+            yield from _load_registry(reader, doc, stamps, known)
 
     return registry_list, ncp_inventory
 
 
-def _load_registry(
-    api: NcpApi, doc: Dict[str, Any], stamps: RepositoryStamps, known: KnownImages, concurrency: int
-) -> Iterator[Any]:
+class TagReader:
+    """Reads the tags of a registry's repositories, `concurrency` calls at once: in this
+    process's threads, or in worker processes when there are many repositories."""
+
+    def __init__(self, spec: ApiSpec, api: NcpApi, counter: Counter, concurrency: int, workers: int) -> None:
+        self.spec, self.api, self.counter = spec, api, counter
+        self.concurrency, self.workers = max(1, concurrency), workers
+
+    def read(self, registry: str, name: str, known: Dict[str, Set[str]]) -> Iterator[Tuple[List[str], Rows]]:
+        """(repositories, their rows) per task, in the order of `known`'s keys."""
+        repositories = list(known)
+        in_processes = self.workers > 1 and len(repositories) >= PROCESS_MIN_REPOSITORIES
+        size = REPOSITORIES_PER_TASK if in_processes else 1
+        threads = -(-self.concurrency // self.workers) if in_processes else 1
+        tasks = [
+            TagTask(self.spec, registry, name, {r: known[r] for r in repositories[i : i + size]}, threads)
+            for i in range(0, len(repositories), size)
+        ]
+        if not in_processes:
+            for task, rows in zip(tasks, map_bounded(lambda task: read_task(task, self.api), tasks, self.concurrency)):
+                yield list(task.known), rows
+            return
+        preload = [read_task_in_worker.__module__]
+        for task, (tables, requests) in zip(tasks, map_in_processes(read_task_in_worker, tasks, self.workers, preload=preload)):
+            rows = Rows()
+            for table, arrow in tables:
+                rows.add_arrow(table, arrow)
+            self.counter.update(requests)
+            yield list(task.known), rows
+
+
+def _load_registry(reader: TagReader, doc: Dict[str, Any], stamps: RepositoryStamps, known: KnownImages) -> Iterator[Any]:
     """One registry: the repository listing (every page), tags of changed repositories, and
     the scope markers that let the tag history close only what was read."""
+    api = reader.api
     name = doc["name"]
     listed = doc.pop("_listed")
     registry = registry_endpoint(name, api.region, doc if listed else None)
@@ -126,30 +182,21 @@ def _load_registry(
 
     changed = stamps.changed_among(registry, stamp_of)
     vanished = sorted(stamps.repositories_of(registry) - set(stamp_of))
-
-    # what is loaded is read here, in the extract thread: the worker threads have no pipeline context
+    # what is loaded is read here, in the extract thread: the workers have no pipeline context
     loaded = {repository: known.of(registry, repository) for repository in changed}
-
-    def read_tags(repository: str) -> Rows:
-        mapped = Rows()
-        mapper = TagMapper(registry, repository, mapped, loaded[repository])
-        for tags in api.list_tags(name, repository):
-            for tag in tags:
-                mapper.add(tag)
-        mapper.finish()
-        return mapped
 
     # the repositories leave as a few large arrow tables: dlt's cost is per yielded item (it
     # checks each item's table hints), and a table per repository made that most of the extract
     batch = Rows()
     partial = len(changed) < len(stamp_of)
     read: List[str] = []
-    for repository, mapped in zip(changed, map_bounded(read_tags, changed, concurrency)):
+    for repositories, mapped in reader.read(registry, name, loaded):
         batch.merge(mapped)
         if partial:
-            # a partial read: close only this repository's tags that are gone
-            batch.add(TAGS, scope_marker(PROVIDER, registry, repository))
-        read.append(repository)
+            # a partial read: close only these repositories' tags that are gone
+            for repository in repositories:
+                batch.add(TAGS, scope_marker(PROVIDER, registry, repository))
+        read.extend(repositories)
         if len(batch) >= EMIT_ROWS:
             yield from batch.emit_all()
     # remembered here, in the extract thread, once every changed repository was read; dlt

@@ -18,12 +18,14 @@ import logging
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
 from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
 
+from ..concurrency import call_in_worker, map_bounded
 from ..errors import AuthError, BadResponseError, NotFoundError, RegistryError, redact
 from ..http import build_client, paginate, parsed_json
 from ..model import (
@@ -551,3 +553,59 @@ class TagMapper:
             if row["digest"] not in self.seen and row["digest"] not in self.known:
                 self.seen.add(row["digest"])
                 self.rows.add_image(row)
+
+
+# ---- reading the tags of repositories (threads here, or worker processes; see
+# sources.concurrency.map_in_processes)
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    """How to build an `NcpApi` (a worker process builds its own client from it)."""
+
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    region: str
+    base_url: str
+    page_size: int
+
+    def build(self, counter: Optional[Counter] = None) -> NcpApi:
+        return NcpApi(self.access_key, self.secret_key, self.region, self.base_url, self.page_size, counter)
+
+
+@dataclass
+class TagTask:
+    """Repositories of one registry whose tags to read (`known`'s keys, in order), each with
+    the digests the destination already holds."""
+
+    api: ApiSpec
+    registry: str  # the pull endpoint, as in the rows
+    registry_name: str  # the NCP registry, as in the paths
+    known: Dict[str, Set[str]]
+    threads: int = 1
+
+
+def read_tags(api: NcpApi, registry: str, registry_name: str, repository: str, known: Set[str]) -> Rows:
+    """Every page of one repository's tags, mapped."""
+    rows = Rows()
+    mapper = TagMapper(registry, repository, rows, known)
+    for tags in api.list_tags(registry_name, repository):
+        for tag in tags:
+            mapper.add(tag)
+    mapper.finish()
+    return rows
+
+
+def read_task(task: TagTask, api: NcpApi) -> Rows:
+    """The task's repositories (up to `task.threads` at once) into one `Rows`."""
+    rows = Rows()
+    read = lambda repository: read_tags(api, task.registry, task.registry_name, repository, task.known[repository])  # noqa: E731
+    for mapped in map_bounded(read, list(task.known), task.threads):
+        rows.merge(mapped)
+    return rows
+
+
+def read_task_in_worker(task: TagTask) -> Tuple[List[tuple], Counter]:
+    """`read_task` in a worker process: the rows as arrow tables, and the calls made."""
+    rows, requests = call_in_worker(task.api, lambda api: read_task(task, api))
+    return rows.arrow_tables(), requests

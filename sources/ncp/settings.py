@@ -21,6 +21,13 @@ DEFAULT_CONCURRENCY = 8
 
 # rows gathered (over repositories) before they are handed to dlt as arrow tables
 EMIT_ROWS = 50_000
+# worker processes (the `processes` setting): used when a registry has at least this many
+# repositories to read (below it, starting processes costs more than it saves); each task sent
+# to a worker is this many repositories. Mapping tags to rows costs as much CPU as the calls,
+# and one process maps on one core.
+PROCESS_MIN_REPOSITORIES = 64
+REPOSITORIES_PER_TASK = 8
+MAX_AUTO_PROCESSES = 4
 
 # signature v2 headers
 HEADER_TIMESTAMP = "x-ncp-apigw-timestamp"
