@@ -53,7 +53,7 @@ def test_same_dlt_duckdb_type_and_settings(tmp_path):
     assert pipeline.destination.client_class is SpillableMergeDuckDbClient
     pipeline.run(layers_source([[layer("a", "sha256:1", 0, "sha256:l0")]]))
     limit, order = query(pipeline, "SELECT current_setting('memory_limit'), current_setting('preserve_insertion_order')")[0]
-    assert (limit, order) == ("381.4 MiB", False)  # .dlt/config.toml: 400MB (DuckDB shows MiB)
+    assert (limit, order) == ("244.1 MiB", False)  # .dlt/config.toml: 256MB (DuckDB shows MiB)
 
 
 def test_key_staged_twice_becomes_one_row_and_merge_replaces(tmp_path):
@@ -174,4 +174,4 @@ def test_connection_settings_are_dlts(tmp_path):
                           pipelines_dir=str(tmp_path / "dlt_pipelines"), dataset_name="registry")
     with theirs.sql_client() as client:
         expected = [tuple(row) for row in client.execute_sql(settings)]
-    assert ours == expected and ours[0][:4] == ("UTC", "953.6 MiB", False, "381.4 MiB")
+    assert ours == expected and ours[0][:4] == ("UTC", "953.6 MiB", False, "244.1 MiB")
