@@ -81,7 +81,6 @@ def relaxed_collector() -> Iterator[None]:
 
 
 _END = object()
-DONE = object()  # `stream_bounded`'s output after an item's last one
 
 
 def _hand_over(handoff: "queue.Queue[Any]", entry: Any, stopped: threading.Event) -> bool:
@@ -98,7 +97,8 @@ def _hand_over(handoff: "queue.Queue[Any]", entry: Any, stopped: threading.Event
 
 def stream_bounded(fn: Callable[[T], Iterable[R]], items: Sequence[T], workers: int, buffered: int = 4) -> Iterator[Tuple[T, Any]]:
     """`(item, output)` for every output of `fn(item)`, up to `workers` items read at once, each
-    output handed over as soon as it is made; after an item's last output, `(item, DONE)`.
+    output handed over as soon as it is made (an item that must say it is done yields a last
+    output that says so).
 
     Unlike `map_bounded`, an item's outputs are not held until the item is done: an item as
     large as a whole registry costs the outputs in the queue (`buffered`), not the registry.
@@ -125,7 +125,6 @@ def stream_bounded(fn: Callable[[T], Iterable[R]], items: Sequence[T], workers: 
                 for output in fn(item):
                     if not put((item, output, None)):
                         return
-                put((item, DONE, None))
             except BaseException as exc:  # handed to the caller, raised there
                 put((item, None, exc))
                 return

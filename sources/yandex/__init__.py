@@ -26,7 +26,7 @@ import dlt
 from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 
-from ..concurrency import DONE, stream_bounded
+from ..concurrency import stream_bounded
 from ..errors import ConfigError
 from ..http import build_session
 from ..model import TAGS, Rows, emit, scope_marker
@@ -191,7 +191,7 @@ def yandex_source(
             if isinstance(output, UnitResult):
                 yield from output.tables
                 yield from _remember(unit, output.fingerprints)
-            elif output is not DONE:
+            else:
                 yield output
 
     def _remember(unit: Unit, fingerprints: Dict[str, str]) -> Iterator[Any]:

@@ -7,10 +7,10 @@ from typing import Iterator, List
 
 import pytest
 
-from sources.concurrency import DONE, stream_bounded
+from sources.concurrency import stream_bounded
 
 
-def test_every_output_of_every_item_once_in_order_per_item_then_done() -> None:
+def test_every_output_of_every_item_once_in_order_per_item() -> None:
     items = ["a", "b", "c", "d", "e"]
 
     def outputs(item: str) -> Iterator[str]:
@@ -20,7 +20,7 @@ def test_every_output_of_every_item_once_in_order_per_item_then_done() -> None:
     seen = {item: [] for item in items}
     for item, output in stream_bounded(outputs, items, workers=3):
         seen[item].append(output)
-    assert seen == {item: [f"{item}0", f"{item}1", f"{item}2", DONE] for item in items}
+    assert seen == {item: [f"{item}0", f"{item}1", f"{item}2"] for item in items}
 
 
 def test_an_output_leaves_before_its_item_is_done() -> None:
@@ -37,7 +37,7 @@ def test_an_output_leaves_before_its_item_is_done() -> None:
     for _item, output in stream_bounded(outputs, [0], workers=1):
         got.append(output)
         received.set()
-    assert got == [1, 2, DONE]
+    assert got == [1, 2]
 
 
 def test_at_most_buffered_outputs_wait_for_the_caller() -> None:
