@@ -120,6 +120,9 @@ class Emulator:
         self.faults = faults or Faults()
         self.counters: collections.Counter = collections.Counter()
         self.faults_injected: collections.Counter = collections.Counter()
+        # requests being answered now, and the most at once (a source's concurrency bound)
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self._requests = 0
         self._lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
@@ -227,6 +230,7 @@ class Emulator:
         with self._lock:
             self.counters.clear()
             self.faults_injected.clear()
+            self.peak_in_flight = self.in_flight
 
     # ---- dispatch
     def _fault_for_request(self) -> Optional[str]:
@@ -247,6 +251,16 @@ class Emulator:
     def dispatch(self, request: Request) -> Tuple[Optional[str], Response]:
         if request.path.startswith("/_emulator/"):
             return None, self._control(request)
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return self._dispatch(request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _dispatch(self, request: Request) -> Tuple[Optional[str], Response]:
         if self.faults.latency_ms:
             time.sleep(self.faults.latency_ms / 1000.0)
         try:
@@ -277,7 +291,8 @@ class Emulator:
     def _control(self, request: Request) -> Response:
         if request.path == "/_emulator/counters":
             with self._lock:
-                return Response(200, {"requests": dict(self.counters), "faults": dict(self.faults_injected)})
+                return Response(200, {"requests": dict(self.counters), "faults": dict(self.faults_injected),
+                                      "peak_in_flight": self.peak_in_flight})
         if request.path == "/_emulator/reset-counters" and request.method == "POST":
             self.reset_counters()
             return Response(200, {"ok": True})

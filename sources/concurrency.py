@@ -37,6 +37,20 @@ def map_bounded(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Itera
         yield from _in_order(pool, fn, items, workers)
 
 
+def with_inputs(mapper: Callable[[Iterable[T]], Iterator[R]], items: Iterable[T]) -> Iterator[Tuple[T, R]]:
+    """`(item, result)` pairs of an order-keeping map (`map_bounded`, `map_in_processes`) over
+    `items`, which may be a generator built as the map takes them."""
+    taken: Deque[T] = deque()
+
+    def take() -> Iterator[T]:
+        for item in items:
+            taken.append(item)
+            yield item
+
+    for result in mapper(take()):
+        yield taken.popleft(), result
+
+
 def _in_order(pool: Executor, fn: Callable[[T], R], items: Iterable[T], in_flight: int) -> Iterator[R]:
     """`fn` over `items` on `pool`, results in input order, at most `in_flight` submitted and
     not yet consumed; pending calls are cancelled when the caller stops early or one fails."""

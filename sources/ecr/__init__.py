@@ -8,13 +8,14 @@ retry modes. Configuration lives under `[sources.ecr]`.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import dlt
 from dlt.sources import DltResource
 
-from ..concurrency import map_bounded, map_in_processes, worker_processes
+from ..concurrency import map_bounded, map_in_processes, with_inputs, worker_processes
 from ..errors import ConfigError
 from ..model import TAGS, Rows, emit, scope_marker
 from ..state import KnownImages, ListingState
@@ -74,7 +75,7 @@ def ecr_source(
         request_counter: A Counter that receives the number of calls per operation.
 
     Returns:
-        The `repositories` list (not loaded itself) and the `images` transformer, which emits the
+        The `registry_list` (the APIs to read; not loaded itself) and the `images` transformer, which emits the
         `repositories`, `images`, `images__layers`, `images__manifests`, `tags` and
         `load_problems` tables.
     """
@@ -100,38 +101,44 @@ def ecr_source(
     known = KnownImages(PROVIDER)
     listings = ListingState()
 
-    @dlt.resource(name="repository_list", selected=False)
-    def repository_list() -> Iterator[List[Dict[str, Any]]]:
-        """DescribeRepositories pages, then per registry the names it listed (`_end`)."""
-        for spec, api in apis.items():
-            seen: Dict[str, List[str]] = {}
-            for page in api.list_repositories(repository_filter or None):
-                for repo in page:
-                    seen.setdefault(registry_of(repo, api.region), []).append(repo.get("repositoryName"))
-                    repo["_api"] = spec
-                yield page
-            if not repository_filter:
-                for registry in sorted(seen):
-                    yield [{"_end": registry, "_listed": seen[registry]}]
+    @dlt.resource(name="registry_list", selected=False)
+    def registry_list() -> Iterator[List[ApiSpec]]:
+        """The APIs (region, registry id) to read, as one item: `images` reads them one after
+        another in one call. dlt reads the transformer calls of several items at once (round
+        robin), so an item per DescribeRepositories page had each page read by its own worker
+        processes at the same time: calls in flight and memory multiplied by the pages."""
+        yield list(apis)
 
-    @dlt.transformer(data_from=repository_list, name="images")
-    def images(page: List[Dict[str, Any]]) -> Iterator[Any]:
-        """Per repository (overlapped): tags, then details of new digests; repositories whose
-        listing did not change since the last load give no rows and make no detail calls."""
+    @dlt.transformer(data_from=registry_list, name="images")
+    def images(specs: List[ApiSpec]) -> Iterator[Any]:
+        """Per API, DescribeRepositories page by page; per repository (overlapped): tags, then
+        details of new digests. Repositories whose listing did not change since the last load
+        give no rows and make no detail calls."""
         listings.begin()
-        for end in (item for item in page if "_end" in item):
-            yield from _end_of_registry(end["_end"], end["_listed"])
-        repos = [item for item in page if "_end" not in item]
-        if not repos:
-            return
-        # what this page's repositories already hold, read once here (not per thread or process)
-        known.load_page((registry_of(r, r["_api"].region), r.get("repositoryName")) for r in repos)
-        in_processes = workers > 1 and len(repos) >= PROCESS_MIN_REPOSITORIES
-        tasks = [_task(chunk) for chunk in _group(repos, in_processes)]
-        if in_processes:
-            yield from _read_in_processes(tasks)
-        else:
-            yield from _read_in_threads(tasks)
+        for spec in specs:
+            yield from _read_api(spec)
+
+    def _read_api(spec: ApiSpec) -> Iterator[Any]:
+        pages = iter(apis[spec].list_repositories(repository_filter or None))
+        first = next(pages, [])
+        in_processes = workers > 1 and len(first) >= PROCESS_MIN_REPOSITORIES
+        listed: Dict[str, List[str]] = {}  # registry -> every repository name listed
+
+        def tasks() -> Iterator[RepositoryTask]:
+            """Built page by page as the workers take them: what a page's repositories already
+            hold is read when its first task is needed (here, in the extract thread)."""
+            for page in itertools.chain([first], pages):
+                for repo in page:
+                    listed.setdefault(registry_of(repo, spec.region), []).append(repo.get("repositoryName"))
+                known.load_page((registry_of(r, spec.region), r.get("repositoryName")) for r in page)
+                size = REPOSITORIES_PER_TASK if in_processes else 1
+                for start in range(0, len(page), size):
+                    yield _task(spec, page[start : start + size])
+
+        yield from _read_in_processes(tasks()) if in_processes else _read_in_threads(tasks())
+        if not repository_filter:
+            for registry in sorted(listed):
+                yield from _end_of_registry(registry, listed[registry])
 
     def _end_of_registry(registry: str, listed: List[str]) -> Iterator[Any]:
         """After a registry was listed in full: retire the tags of whatever it no longer holds."""
@@ -144,21 +151,13 @@ def ecr_source(
         else:  # a first load (or state lost): every tag of the registry was emitted
             yield emit(TAGS, [scope_marker(PROVIDER, registry)])
 
-    def _group(repos: List[Dict[str, Any]], in_processes: bool) -> List[List[Dict[str, Any]]]:
-        size = REPOSITORIES_PER_TASK if in_processes else 1
-        by_api: Dict[ApiSpec, List[Dict[str, Any]]] = {}
-        for repo in repos:
-            by_api.setdefault(repo["_api"], []).append(repo)
-        return [group[i : i + size] for group in by_api.values() for i in range(0, len(group), size)]
-
-    def _task(repos: List[Dict[str, Any]]) -> RepositoryTask:
-        spec = repos[0]["_api"]
+    def _task(spec: ApiSpec, repos: List[Dict[str, Any]]) -> RepositoryTask:
         registry = registry_of(repos[0], spec.region)
         names = [r.get("repositoryName") for r in repos if isinstance(r.get("repositoryName"), str)]
         marked = set(names) if tags_complete and (repository_filter or listings.incremental(registry)) else set()
         return RepositoryTask(
             api=spec,
-            repositories=[{k: v for k, v in r.items() if k != "_api"} for r in repos],
+            repositories=repos,
             known={name: known.of(registry, name) for name in names},
             previous={name: listings.previous(registry, name) for name in names},
             marked=marked,
@@ -172,18 +171,21 @@ def ecr_source(
         for name, fingerprint in fingerprints.items():
             listings.remember(registry, name, fingerprint)
 
-    def _read_in_threads(tasks: List[RepositoryTask]) -> Iterator[Any]:
+    def _read_in_threads(tasks: Iterable[RepositoryTask]) -> Iterator[Any]:
         pending = Rows()
-        for task, (rows, fingerprints) in zip(tasks, map_bounded(lambda t: read_repositories(t, apis[t.api]), tasks, concurrency)):
+        read = lambda task: read_repositories(task, apis[task.api])  # noqa: E731
+        for task, (rows, fingerprints) in with_inputs(lambda taken: map_bounded(read, taken, concurrency), tasks):
             pending.merge(rows)
             _remember(task, fingerprints)
             if len(pending) >= EMIT_ROWS:
                 yield from pending.emit_all()
         yield from pending.emit_all()
 
-    def _read_in_processes(tasks: List[RepositoryTask]) -> Iterator[Any]:
+    def _read_in_processes(tasks: Iterable[RepositoryTask]) -> Iterator[Any]:
         pending = Rows()
-        for task, result in zip(tasks, map_in_processes(read_repositories_in_worker, tasks, workers, preload=[read_repositories_in_worker.__module__])):
+        preload = [read_repositories_in_worker.__module__]
+        read = lambda taken: map_in_processes(read_repositories_in_worker, taken, workers, preload=preload)  # noqa: E731
+        for task, result in with_inputs(read, tasks):
             for table, arrow in result.tables:
                 pending.add_arrow(table, arrow)
             counter.update(result.requests)
@@ -192,5 +194,5 @@ def ecr_source(
                 yield from pending.emit_all()
         yield from pending.emit_all()
 
-    return repository_list, images
+    return registry_list, images
 

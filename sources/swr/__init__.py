@@ -84,7 +84,7 @@ def swr_source(
         request_counter: A Counter that receives the number of calls per operation.
 
     Returns:
-        The `repository_list` (not loaded itself) and the `images` transformer, which emits
+        The `namespace_list` (not loaded itself) and the `images` transformer, which emits
         the `repositories`, `images`, `images__layers`, `images__manifests`, `tags`,
         `load_problems`, `swr_repositories` and `swr_tags` tables.
     """
@@ -103,9 +103,12 @@ def swr_source(
     stamps = RepositoryStamps()
     warned: set = set()  # namespaces whose pull path disagrees with the registry host
 
-    @dlt.resource(name="repository_list", selected=False)
-    def repository_list() -> Iterator[List[Dict[str, Any]]]:
-        """Repository records, page by page, then one end-of-namespace item with every name seen."""
+    @dlt.resource(name="namespace_list", selected=False)
+    def namespace_list() -> Iterator[List[str]]:
+        """The namespaces to read, as one item: `images` reads them one after another in one
+        call. dlt reads the transformer calls of several items at once (round robin), so an item
+        per page of repositories had every page's threads calling at the same time: the calls in
+        flight were `concurrency` times the pages."""
         visible = api.list_namespaces()
         missing = [name for name in wanted_namespaces if name not in visible]
         if missing:
@@ -113,28 +116,28 @@ def swr_source(
                 PROVIDER, "list_namespaces", f"namespace(s) {', '.join(missing)} not found or not visible",
                 registry=api.host, hint="Check [sources.swr] namespaces and the permissions of the credentials.",
             )
-        for namespace in wanted_namespaces or visible:
-            records = api.list_repositories(namespace)
-            for record in records:
-                record["_namespace"] = namespace
-            for start in range(0, len(records), PAGE_LIMIT):
-                yield records[start : start + PAGE_LIMIT]
-            yield [{"_namespace_done": namespace, "_names": [record.get("name") for record in records]}]
+        yield list(wanted_namespaces or visible)
 
-    @dlt.transformer(data_from=repository_list, name="images")
-    def images(page: List[Dict[str, Any]]) -> Iterator[Any]:
-        """Repository rows; tags, images and layers of the repositories that changed (overlapped)."""
+    @dlt.transformer(data_from=namespace_list, name="images")
+    def images(namespaces: List[str]) -> Iterator[Any]:
+        """Per namespace, page by page: repository rows; tags, images and layers of the
+        repositories that changed (overlapped). Then the tags of repositories gone are closed."""
+        for namespace in namespaces:
+            records = api.list_repositories(namespace)
+            for start in range(0, len(records), PAGE_LIMIT):
+                yield from _read_page(namespace, records[start : start + PAGE_LIMIT])
+            registry = api.registry(namespace)
+            rows = Rows()
+            for repository in stamps.forget_unlisted(registry, [record.get("name") for record in records]):
+                log.info("swr %s: repository %s is gone; its tags are closed", registry, repository)
+                rows.add(TAGS, scope_marker(PROVIDER, registry, repository))
+            yield from rows.emit_all()
+
+    def _read_page(namespace: str, page: List[Dict[str, Any]]) -> Iterator[Any]:
         rows = Rows()
         candidates: List[Dict[str, Any]] = []
+        registry = api.registry(namespace)
         for record in page:
-            if "_namespace_done" in record:
-                registry = api.registry(record["_namespace_done"])
-                for repository in stamps.forget_unlisted(registry, record["_names"]):
-                    log.info("swr %s: repository %s is gone; its tags are closed", registry, repository)
-                    rows.add(TAGS, scope_marker(PROVIDER, registry, repository))
-                continue
-            namespace = record.pop("_namespace")
-            registry = api.registry(namespace)
             if not record.get("name"):
                 rows.problem(PROVIDER, registry, None, CALL_REPOSITORIES, str(record)[:200], "record without a name")
                 continue
@@ -190,7 +193,7 @@ def swr_source(
                 needed.append(repo)
         return needed
 
-    return repository_list, images
+    return namespace_list, images
 
 
 def _load_tags(api: SwrApi, repo: Dict[str, Any], known_digests: set) -> Tuple[Rows, bool]:

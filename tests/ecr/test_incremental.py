@@ -76,6 +76,25 @@ def test_worker_processes_load_exactly_what_one_process_loads(tmp_path, ecr_env,
     assert snapshot(pooled) == snapshot(single)
 
 
+def test_pages_of_repositories_are_read_by_one_set_of_workers_within_the_concurrency(tmp_path, ecr_env, in_processes, monkeypatch):
+    """Several DescribeRepositories pages, rows yielded after every task: the pages are read one
+    after another by the same workers. (An item per page let dlt read the pages' transformer
+    calls round robin, each page with its own workers: at 600,000 images 14 processes, 1.7 GB.)"""
+    import sources.ecr.helpers as ecr_helpers
+    from emulators.base import Faults
+
+    monkeypatch.setattr(ecr_helpers, "MAX_RESULTS", 10)
+    monkeypatch.setattr(ecr_module, "EMIT_ROWS", 1)
+    inventory = Inventory(seed=35, registries=("us-east-1",), repositories=40, images=200)
+    emulator = ecr_env(inventory, Faults(latency_ms=100))
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline, processes=2, concurrency=4)
+    assert_matches_inventory(pipeline, inventory)
+    assert emulator.counters["DescribeRepositories"] == 4
+    # 2 workers x 2 threads, and the extract thread listing the next page meanwhile
+    assert 2 <= emulator.peak_in_flight <= 4 + 1
+
+
 def test_a_failure_in_a_worker_reaches_the_caller_as_our_error(tmp_path, ecr_env, in_processes):
     inventory = Inventory(seed=32, registries=("us-east-1",), repositories=6, images=60)
     emulator = ecr_env(inventory)

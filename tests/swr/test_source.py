@@ -370,3 +370,19 @@ def test_a_tag_listing_that_is_not_json_is_a_bad_response_and_nothing_loads(tmp_
     error = _root_cause(info.value)
     assert isinstance(error, BadResponseError) and message in str(error) and "list_tags" in str(error)
     assert query(pipeline, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'tags'")[0][0] == 0
+
+
+def test_pages_of_repositories_are_read_one_after_another_within_the_concurrency(tmp_path, swr_env, monkeypatch):
+    """Several pages of repositories, rows yielded after each repository: no more than
+    `concurrency` calls at once. (An item per page let dlt read the pages' transformer calls
+    round robin, each page with its own threads: the calls in flight multiplied by the pages.)"""
+    import sources.swr as swr_module
+
+    monkeypatch.setattr(swr_module, "PAGE_LIMIT", 3)
+    monkeypatch.setattr(swr_module, "EMIT_ROWS", 1)
+    inventory = Inventory(seed=61, registries=("ns-a", "ns-b"), repositories=16, images=96)
+    emulator = swr_env(inventory, Faults(latency_ms=100))
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline, concurrency=2, page_limit=3)
+    assert_matches_inventory(pipeline, inventory, emulator)
+    assert emulator.peak_in_flight == 2
