@@ -71,7 +71,7 @@ def ecr_source(
         max_attempts: botocore attempts per call, retries included.
         processes: Worker processes reading repositories when a page holds many (each process
             runs its own calls and builds arrow tables; Python maps rows on one core per
-            process). 0: one per core, at most 4; 1: read in this process only.
+            process). 0: two per core, at most 4; 1: read in this process only.
         request_counter: A Counter that receives the number of calls per operation.
 
     Returns:

@@ -76,7 +76,7 @@ def ncp_source(
         full_refresh: Read the tags of every repository, changed or not.
         processes: Worker processes reading tags when a registry has many repositories to read
             (each process runs its own calls and builds arrow tables; Python maps rows on one
-            core per process). 0: one per core, at most 4; 1: read in this process only.
+            core per process). 0: two per core, at most 4; 1: read in this process only.
         request_counter: A Counter that receives the number of calls per operation.
 
     Returns:
