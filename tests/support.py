@@ -147,6 +147,14 @@ def tag_history(pipeline, provider: str) -> Dict[tuple, List[Tuple[str, bool]]]:
     return out
 
 
+def change_inventory(inventory: Inventory, emulator: Any, moves: int = 12, deletes: int = 4, pushes: int = 15) -> None:
+    """Tags moved and deleted, images pushed, and the emulator told (a changed rerun's input)."""
+    inventory.move_tags(moves)
+    inventory.delete_tags(deletes)
+    inventory.push_images(pushes)
+    emulator.inventory_changed()
+
+
 def table_counts(pipeline, tables=("repositories", "images", "images__layers", "images__manifests", "tags")) -> Dict[str, int]:
     return {t: query(pipeline, f"SELECT count(*) FROM {t}")[0][0] if table_exists(pipeline, t) else 0 for t in tables}
 

@@ -15,6 +15,7 @@ from sources.errors import AuthError
 from tests.ecr.conftest import ecr_registry
 from tests.ecr.test_source import assert_matches_inventory
 from tests.support import (
+    change_inventory,
     current_tags,
     expected_tags,
     loaded_children,
@@ -66,10 +67,7 @@ def test_worker_processes_load_exactly_what_one_process_loads(tmp_path, ecr_env,
     # the workers' calls are counted in the caller's counter
     assert counter["ListImages"] == 10 and counter["DescribeImages"] == emulator.counters["DescribeImages"] / 2
 
-    inventory.move_tags(12)
-    inventory.delete_tags(4)
-    inventory.push_images(15)
-    emulator.inventory_changed()
+    change_inventory(inventory, emulator)
     load(pooled, processes=2)
     load(single, processes=1)
     assert_matches_inventory(pooled, inventory)

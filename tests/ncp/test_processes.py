@@ -14,7 +14,7 @@ from pipelines.cli import _root_cause
 from sources.errors import AuthError
 from tests.ncp.conftest import load
 from tests.ncp.test_source import assert_matches_inventory
-from tests.support import current_tags, loaded_children, loaded_images, new_pipeline, query, tag_history
+from tests.support import change_inventory, current_tags, loaded_children, loaded_images, new_pipeline, query, tag_history
 
 
 @pytest.fixture
@@ -48,10 +48,7 @@ def test_worker_processes_load_exactly_what_one_process_loads(tmp_path, ncp_env,
     assert counter["ListTags"] == emulator.counters["ListTags"] / 2 >= 10
 
     # a rerun reads only the repositories that changed, in workers too, and retires moved tags
-    inventory.move_tags(12)
-    inventory.delete_tags(4)
-    inventory.push_images(15)
-    emulator.inventory_changed()
+    change_inventory(inventory, emulator)
     load(pooled, processes=2)
     load(single, processes=1)
     assert_matches_inventory(pooled, inventory)
