@@ -98,7 +98,7 @@ def test_emulate_serves_until_stopped(tmp_path):
         url = first.split(" on ", 1)[1].split(" ", 1)[0]
         import requests
 
-        assert requests.get(url + "/_emulator/counters", timeout=5).json() == {"requests": {}, "faults": {}}
+        assert requests.get(url + "/_emulator/counters", timeout=5).json() == {"requests": {}, "faults": {}, "peak_in_flight": 0}
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
