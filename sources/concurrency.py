@@ -295,6 +295,12 @@ def worker_processes(processes: int, most: int = 4) -> int:
     return max(1, min(2 * (os.cpu_count() or 1), most))
 
 
+def threads_per_worker(concurrency: int, workers: int) -> int:
+    """Threads in each of `workers` worker processes, so that the calls in flight over all of
+    them stay `concurrency` (rounded up)."""
+    return max(1, -(-max(1, concurrency) // max(1, workers)))
+
+
 # per worker process: one API client per spec for the process's life, and its calls counted
 _WORKER_APIS: Dict[Any, Any] = {}
 _WORKER_REQUESTS: Counter = Counter()
@@ -321,20 +327,20 @@ def map_in_processes(
     in_flight: Optional[int] = None,
     initializer: Optional[Callable[..., None]] = None,
     initargs: Tuple[Any, ...] = (),
-    preload: Sequence[str] = (),
+    preload: Optional[Sequence[str]] = None,
 ) -> Iterator[R]:
     """Like `map(fn, items)` in `processes` worker processes (forked from a forkserver), in input order, with at
     most `in_flight` items (default 2 per process) submitted and not yet consumed, so memory is
     bounded by a few items. `fn`, the items and the results must be picklable. The first
     failure is raised (it must be picklable too) after the running items have finished.
-    `preload`: modules the forkserver imports before forking (`fn`'s module), when this call
-    starts the forkserver of this interpreter."""
+    `preload`: modules the forkserver imports before forking (default: `fn`'s module), when
+    this call starts the forkserver of this interpreter."""
     from .errors import registered_secrets
 
     processes = max(1, int(processes))
     in_flight = max(processes, int(in_flight or 2 * processes))
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(preload))
+    context.set_forkserver_preload(list(preload if preload is not None else [fn.__module__]))
     queue = context.Queue()
     listener = logging.handlers.QueueListener(queue, _Relay())
     listener.start()

@@ -389,11 +389,13 @@ class Rows:
             self._tables[table.name] = table
             self._parts.setdefault(table.name, []).append(from_columns(table, columns, count))
 
-    def add_arrow(self, table: Table, arrow: pa.Table) -> None:
-        """Rows already built as an arrow table of `table` (by a worker process)."""
-        if arrow.num_rows:
-            self._tables[table.name] = table
-            self._parts.setdefault(table.name, []).append(arrow)
+    def add_arrow_tables(self, tables: Iterable[tuple]) -> None:
+        """Rows already built as (Table, arrow table) pairs: what `arrow_tables()` gave in a
+        worker process."""
+        for table, arrow in tables:
+            if arrow.num_rows:
+                self._tables[table.name] = table
+                self._parts.setdefault(table.name, []).append(arrow)
 
     def add(self, table: Table, row: Mapping[str, Any]) -> None:
         self._tables[table.name] = table

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import dlt
 from dlt.sources import DltResource
 
-from ..concurrency import map_bounded, map_in_processes, with_inputs, worker_processes
+from ..concurrency import map_bounded, map_in_processes, threads_per_worker, with_inputs, worker_processes
 from ..errors import ConfigError
 from ..model import TAGS, Rows, emit, scope_marker
 from ..state import KnownImages, ListingState
@@ -127,15 +127,22 @@ def ecr_source(
         def tasks() -> Iterator[RepositoryTask]:
             """Built page by page as the workers take them: what a page's repositories already
             hold is read when its first task is needed (here, in the extract thread)."""
+            size = REPOSITORIES_PER_TASK if in_processes else 1
             for page in itertools.chain([first], pages):
                 for repo in page:
                     listed.setdefault(registry_of(repo, spec.region), []).append(repo.get("repositoryName"))
                 known.load_page((registry_of(r, spec.region), r.get("repositoryName")) for r in page)
-                size = REPOSITORIES_PER_TASK if in_processes else 1
                 for start in range(0, len(page), size):
                     yield _task(spec, page[start : start + size])
 
-        yield from _read_in_processes(tasks()) if in_processes else _read_in_threads(tasks())
+        # the repositories leave as a few large arrow tables: dlt's cost is per yielded item
+        pending = Rows()
+        for task, rows, fingerprints in _read(tasks(), in_processes):
+            pending.merge(rows)
+            _remember(task, fingerprints)
+            if len(pending) >= EMIT_ROWS:
+                yield from pending.emit_all()
+        yield from pending.emit_all()
         if not repository_filter:
             for registry in sorted(listed):
                 yield from _end_of_registry(registry, listed[registry])
@@ -163,7 +170,7 @@ def ecr_source(
             marked=marked,
             tag_status=tag_status,
             image_status=image_status,
-            threads=max(1, -(-concurrency // max(1, workers))),
+            threads=threads_per_worker(concurrency, workers),
         )
 
     def _remember(task: RepositoryTask, fingerprints: Dict[str, Optional[str]]) -> None:
@@ -171,28 +178,19 @@ def ecr_source(
         for name, fingerprint in fingerprints.items():
             listings.remember(registry, name, fingerprint)
 
-    def _read_in_threads(tasks: Iterable[RepositoryTask]) -> Iterator[Any]:
-        pending = Rows()
-        read = lambda task: read_repositories(task, apis[task.api])  # noqa: E731
-        for task, (rows, fingerprints) in with_inputs(lambda taken: map_bounded(read, taken, concurrency), tasks):
-            pending.merge(rows)
-            _remember(task, fingerprints)
-            if len(pending) >= EMIT_ROWS:
-                yield from pending.emit_all()
-        yield from pending.emit_all()
-
-    def _read_in_processes(tasks: Iterable[RepositoryTask]) -> Iterator[Any]:
-        pending = Rows()
-        preload = [read_repositories_in_worker.__module__]
-        read = lambda taken: map_in_processes(read_repositories_in_worker, taken, workers, preload=preload)  # noqa: E731
-        for task, result in with_inputs(read, tasks):
-            for table, arrow in result.tables:
-                pending.add_arrow(table, arrow)
+    def _read(tasks: Iterable[RepositoryTask], in_processes: bool) -> Iterator[Tuple[RepositoryTask, Rows, Dict[str, Optional[str]]]]:
+        """(task, its rows, its fingerprints) per task, in order: in this process's threads, or
+        in the worker processes (whose calls are added to the counter)."""
+        if not in_processes:
+            read = lambda task: read_repositories(task, apis[task.api])  # noqa: E731
+            for task, (rows, fingerprints) in with_inputs(lambda taken: map_bounded(read, taken, concurrency), tasks):
+                yield task, rows, fingerprints
+            return
+        for task, result in with_inputs(lambda taken: map_in_processes(read_repositories_in_worker, taken, workers), tasks):
+            rows = Rows()
+            rows.add_arrow_tables(result.tables)
             counter.update(result.requests)
-            _remember(task, result.fingerprints)
-            if len(pending) >= EMIT_ROWS:
-                yield from pending.emit_all()
-        yield from pending.emit_all()
+            yield task, rows, result.fingerprints
 
     return registry_list, images
 

@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 import dlt
 from dlt.sources import DltResource
 
-from ..concurrency import map_bounded, map_in_processes, worker_processes
+from ..concurrency import map_bounded, map_in_processes, threads_per_worker, worker_processes
 from ..errors import ConfigError, register_secret
 from ..model import TAGS, Rows, emit, scope_marker
 from ..state import KnownImages, RepositoryStamps
@@ -142,7 +142,7 @@ class TagReader:
         repositories = list(known)
         in_processes = self.workers > 1 and len(repositories) >= PROCESS_MIN_REPOSITORIES
         size = REPOSITORIES_PER_TASK if in_processes else 1
-        threads = -(-self.concurrency // self.workers) if in_processes else 1
+        threads = threads_per_worker(self.concurrency, self.workers) if in_processes else 1
         tasks = [
             TagTask(self.spec, registry, name, {r: known[r] for r in repositories[i : i + size]}, threads)
             for i in range(0, len(repositories), size)
@@ -151,11 +151,9 @@ class TagReader:
             for task, rows in zip(tasks, map_bounded(lambda task: read_task(task, self.api), tasks, self.concurrency)):
                 yield list(task.known), rows
             return
-        preload = [read_task_in_worker.__module__]
-        for task, (tables, requests) in zip(tasks, map_in_processes(read_task_in_worker, tasks, self.workers, preload=preload)):
+        for task, (tables, requests) in zip(tasks, map_in_processes(read_task_in_worker, tasks, self.workers)):
             rows = Rows()
-            for table, arrow in tables:
-                rows.add_arrow(table, arrow)
+            rows.add_arrow_tables(tables)
             self.counter.update(requests)
             yield list(task.known), rows
 
