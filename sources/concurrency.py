@@ -20,7 +20,11 @@ import time
 from collections import Counter, deque
 from contextlib import contextmanager
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
+
+if TYPE_CHECKING:
+    from .model import Rows
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -355,3 +359,42 @@ def map_in_processes(
     finally:
         listener.stop()
         queue.close()
+
+
+def read_tasks(
+    read: Callable[[Any, Any], Tuple["Rows", Any]],
+    tasks: Iterable[Any],
+    local_api: Callable[[Any], Any],
+    counter: Counter,
+    concurrency: int,
+    workers: int,
+) -> Iterator[Tuple[Any, "Rows", Any]]:
+    """`(task, rows, extra)` for `read(task, api) -> (rows, extra)` over `tasks`, in task order.
+
+    With `workers` <= 1: in this process, up to `concurrency` tasks at once, each with the
+    client `local_api(task)`. Otherwise in `workers` worker processes: each builds its own
+    client from `task.api` (a hashable spec, see `call_in_worker`), sends its rows back as arrow
+    tables and its calls, which are added to `counter`. `read` must be a module-level function
+    (it crosses to the workers by name); `tasks` may be a generator, built as they are taken.
+    The one way every source reads its per-repository tasks, so a source says what a task is
+    and how to read one, not how to spread them."""
+    from .model import Rows
+
+    if workers <= 1:
+        for task, (rows, extra) in with_inputs(lambda taken: map_bounded(lambda task: read(task, local_api(task)), taken, concurrency), tasks):
+            yield task, rows, extra
+        return
+    in_worker = partial(_read_task_in_worker, read)
+    for task, (tables, extra, requests) in with_inputs(
+        lambda taken: map_in_processes(in_worker, taken, workers, preload=[read.__module__]), tasks
+    ):
+        rows = Rows()
+        rows.add_arrow_tables(tables)
+        counter.update(requests)
+        yield task, rows, extra
+
+
+def _read_task_in_worker(read: Callable[[Any, Any], Tuple["Rows", Any]], task: Any) -> Tuple[List[tuple], Any, Counter]:
+    """In a worker process: `read(task, api)` with this process's client, the rows as arrow tables."""
+    (rows, extra), requests = call_in_worker(task.api, lambda api: read(task, api))
+    return rows.arrow_tables(), extra, requests

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import dlt
 from dlt.sources import DltResource
 
-from ..concurrency import map_bounded, map_in_processes, threads_per_worker, with_inputs, worker_processes
+from ..concurrency import read_tasks, threads_per_worker, worker_processes
 from ..errors import ConfigError
 from ..model import TAGS, Rows, emit, scope_marker
 from ..state import KnownImages, ListingState
@@ -24,7 +24,6 @@ from .helpers import (
     ApiSpec,
     RepositoryTask,
     read_repositories,
-    read_repositories_in_worker,
     registry_of,
 )
 from .settings import (
@@ -137,7 +136,9 @@ def ecr_source(
 
         # the repositories leave as a few large arrow tables: dlt's cost is per yielded item
         pending = Rows()
-        for task, rows, fingerprints in _read(tasks(), in_processes):
+        read = read_tasks(read_repositories, tasks(), lambda task: apis[task.api], counter, concurrency,
+                          workers if in_processes else 1)
+        for task, rows, fingerprints in read:
             pending.merge(rows)
             _remember(task, fingerprints)
             if len(pending) >= EMIT_ROWS:
@@ -177,20 +178,6 @@ def ecr_source(
         registry = registry_of(task.repositories[0], task.api.region)
         for name, fingerprint in fingerprints.items():
             listings.remember(registry, name, fingerprint)
-
-    def _read(tasks: Iterable[RepositoryTask], in_processes: bool) -> Iterator[Tuple[RepositoryTask, Rows, Dict[str, Optional[str]]]]:
-        """(task, its rows, its fingerprints) per task, in order: in this process's threads, or
-        in the worker processes (whose calls are added to the counter)."""
-        if not in_processes:
-            read = lambda task: read_repositories(task, apis[task.api])  # noqa: E731
-            for task, (rows, fingerprints) in with_inputs(lambda taken: map_bounded(read, taken, concurrency), tasks):
-                yield task, rows, fingerprints
-            return
-        for task, result in with_inputs(lambda taken: map_in_processes(read_repositories_in_worker, taken, workers), tasks):
-            rows = Rows()
-            rows.add_arrow_tables(result.tables)
-            counter.update(result.requests)
-            yield task, rows, result.fingerprints
 
     return registry_list, images
 

@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
@@ -17,7 +17,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.utils import parse_timestamp
 
-from ..concurrency import call_in_worker, map_bounded
+from ..concurrency import map_bounded
 from ..errors import ApiError, AuthError, BadResponseError, ConfigError, NotFoundError, RegistryError, register_secret
 from ..manifests import ManifestError, parse_manifest
 from ..model import REPOSITORIES, TAGS, Rows, scope_marker, tag_row
@@ -407,7 +407,7 @@ def listing_fingerprint(repo: Dict[str, Any], digests: Dict[str, None], tags: Li
 _FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, default=str)
 
 
-# ---- reading repositories in worker processes (see sources.concurrency.map_in_processes)
+# ---- tasks: a few repositories read together, in threads or worker processes (sources.concurrency.read_tasks)
 
 
 @dataclass(frozen=True)
@@ -440,13 +440,6 @@ class RepositoryTask:
     threads: int = 1
 
 
-@dataclass
-class RepositoryResult:
-    tables: List[Tuple[Any, Any]]  # (model Table, arrow table)
-    fingerprints: Dict[str, Optional[str]]
-    requests: Counter = field(default_factory=Counter)
-
-
 def read_repositories(task: RepositoryTask, api: EcrApi) -> Tuple[Rows, Dict[str, Optional[str]]]:
     """Read the task's repositories (up to `task.threads` at once) into one `Rows`."""
     registry_known = lambda registry, name: task.known.get(name, set())  # noqa: E731
@@ -462,9 +455,3 @@ def read_repositories(task: RepositoryTask, api: EcrApi) -> Tuple[Rows, Dict[str
         if isinstance(repo.get("repositoryName"), str):
             fingerprints[repo["repositoryName"]] = fingerprint
     return rows, fingerprints
-
-
-def read_repositories_in_worker(task: RepositoryTask) -> RepositoryResult:
-    """`read_repositories` in a worker process, rows returned as arrow tables."""
-    (rows, fingerprints), requests = call_in_worker(task.api, lambda api: read_repositories(task, api))
-    return RepositoryResult(rows.arrow_tables(), fingerprints, requests)

@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 import dlt
 from dlt.sources import DltResource
 
-from ..concurrency import map_bounded, map_in_processes, threads_per_worker, worker_processes
+from ..concurrency import read_tasks, threads_per_worker, worker_processes
 from ..errors import ConfigError, register_secret
 from ..model import TAGS, Rows, emit, scope_marker
 from ..state import KnownImages, RepositoryStamps
@@ -31,7 +31,6 @@ from .helpers import (
     NcpApi,
     TagTask,
     read_task,
-    read_task_in_worker,
     registry_endpoint,
     registry_row,
     repository_rows,
@@ -147,14 +146,8 @@ class TagReader:
             TagTask(self.spec, registry, name, {r: known[r] for r in repositories[i : i + size]}, threads)
             for i in range(0, len(repositories), size)
         ]
-        if not in_processes:
-            for task, rows in zip(tasks, map_bounded(lambda task: read_task(task, self.api), tasks, self.concurrency)):
-                yield list(task.known), rows
-            return
-        for task, (tables, requests) in zip(tasks, map_in_processes(read_task_in_worker, tasks, self.workers)):
-            rows = Rows()
-            rows.add_arrow_tables(tables)
-            self.counter.update(requests)
+        local_api = lambda task: self.api  # noqa: E731
+        for task, rows, _ in read_tasks(read_task, tasks, local_api, self.counter, self.concurrency, self.workers if in_processes else 1):
             yield list(task.known), rows
 
 

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import requests
 from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
 
-from ..concurrency import call_in_worker, map_bounded
+from ..concurrency import map_bounded
 from ..errors import AuthError, BadResponseError, NotFoundError, RegistryError, redact
 from ..http import build_client, paginate, parsed_json
 from ..model import (
@@ -596,16 +596,10 @@ def read_tags(api: NcpApi, registry: str, registry_name: str, repository: str, k
     return rows
 
 
-def read_task(task: TagTask, api: NcpApi) -> Rows:
+def read_task(task: TagTask, api: NcpApi) -> Tuple[Rows, None]:
     """The task's repositories (up to `task.threads` at once) into one `Rows`."""
     rows = Rows()
     read = lambda repository: read_tags(api, task.registry, task.registry_name, repository, task.known[repository])  # noqa: E731
     for mapped in map_bounded(read, list(task.known), task.threads):
         rows.merge(mapped)
-    return rows
-
-
-def read_task_in_worker(task: TagTask) -> Tuple[List[tuple], Counter]:
-    """`read_task` in a worker process: the rows as arrow tables, and the calls made."""
-    rows, requests = call_in_worker(task.api, lambda api: read_task(task, api))
-    return rows.arrow_tables(), requests
+    return rows, None

@@ -26,28 +26,29 @@ import dlt
 from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 
-from ..concurrency import map_bounded
+from ..concurrency import read_tasks, threads_per_worker, worker_processes
 from ..errors import ConfigError, NotFoundError, register_secret
 from ..model import TAGS, Rows, scope_marker
 from ..state import KnownImages, RepositoryStamps
 from ..values import BadValue, as_list, to_int
 from .helpers import (
-    AkSkAuth,
+    ApiSpec,
     Problems,
-    SwrApi,
-    TokenAuth,
+    TagTask,
     map_repository,
-    map_tags,
+    read_task,
     registry_host as _registry_host,
 )
 from .settings import (
     API_URL_TEMPLATE,
     CALL_REPOSITORIES,
-    CALL_TAGS,
     DEFAULT_CONCURRENCY,
     EMIT_ROWS,
+    MAX_AUTO_PROCESSES,
     PAGE_LIMIT,
+    PROCESS_MIN_REPOSITORIES,
     PROVIDER,
+    REPOSITORIES_PER_TASK,
 )
 
 log = logging.getLogger("registry_etl.swr")
@@ -65,6 +66,7 @@ def swr_source(
     project_id: Optional[TSecretStrValue] = dlt.secrets.value,
     auth_token: Optional[TSecretStrValue] = dlt.secrets.value,
     page_limit: int = PAGE_LIMIT,
+    processes: int = 0,
     request_counter: Optional[Counter] = None,
 ) -> Sequence[DltResource]:
     """The SWR inventory of one region.
@@ -81,6 +83,9 @@ def swr_source(
         project_id: Project of the region, sent as `X-Project-Id` with AK/SK signing.
         auth_token: An IAM token (`X-Auth-Token`), instead of AK/SK; tokens expire after 24 hours.
         page_limit: Records per listing page (SWR allows at most 1000).
+        processes: Worker processes reading tags when a page of the listing has many changed
+            repositories (each process runs its own calls and builds arrow tables; Python maps
+            rows on one core per process). 0: two per core, at most 4; 1: read in this process only.
         request_counter: A Counter that receives the number of calls per operation.
 
     Returns:
@@ -94,10 +99,11 @@ def swr_source(
         raise ConfigError(PROVIDER, "configuration", f"page_limit must be 1..{PAGE_LIMIT}, not {page_limit}")
     for secret in (access_key, secret_key, project_id, auth_token):
         register_secret(secret)
-    auth = _auth(access_key, secret_key, project_id, auth_token)
     counter = request_counter if request_counter is not None else Counter()
-    host = registry_host or _registry_host(region)
-    api = SwrApi(base_url or API_URL_TEMPLATE.format(region=region), host, auth, counter, int(page_limit))
+    spec = ApiSpec(base_url or API_URL_TEMPLATE.format(region=region), registry_host or _registry_host(region),
+                   int(page_limit), access_key or None, secret_key or None, project_id or None, auth_token or None)
+    api = spec.build(counter)  # checks the credentials are set before anything is read
+    workers = worker_processes(processes, MAX_AUTO_PROCESSES)
     wanted_namespaces = as_list(namespaces)
     known = KnownImages(PROVIDER)
     stamps = RepositoryStamps()
@@ -152,21 +158,29 @@ def swr_source(
                  "stamp": record.get("updated_at", record.get("updated")), "tag_count": record.get("num_images")}
             )
         yield from rows.emit_all()
-        known.of("", "")  # read what is loaded once, here: worker threads have no pipeline context
+        # what this page's repositories hold, read here: workers have no pipeline context
+        known.load_page((repo["registry"], repo["name"]) for repo in candidates)
         changed = _needs_tags(candidates)
         if not changed:
             return
-
-        def load(repo: Dict[str, Any]) -> Tuple[Rows, bool]:
-            return _load_tags(api, repo, known.of(repo["registry"], repo["name"]))
+        in_processes = workers > 1 and len(changed) >= PROCESS_MIN_REPOSITORIES
+        size = REPOSITORIES_PER_TASK if in_processes else 1
+        threads = threads_per_worker(concurrency, workers) if in_processes else 1
+        tasks = [
+            TagTask(spec, part, {repo["name"]: known.of(repo["registry"], repo["name"]) for repo in part}, threads)
+            for part in (changed[start : start + size] for start in range(0, len(changed), size))
+        ]
 
         # the repositories of a page leave as a few large arrow tables: dlt's cost is per item
         batch = Rows()
         complete: Dict[str, List[Tuple[str, Any]]] = {}
-        for repo, (repo_rows, read_all) in zip(changed, map_bounded(load, changed, concurrency)):
-            batch.merge(repo_rows)
-            if read_all:  # the stamp moves only with the tags it stands for
-                complete.setdefault(repo["registry"], []).append((repo["name"], repo["stamp"]))
+        local_api = lambda task: api  # noqa: E731
+        for task, task_rows, read_in_full in read_tasks(read_task, tasks, local_api, counter, concurrency,
+                                                        workers if in_processes else 1):
+            batch.merge(task_rows)
+            for repo in task.repositories:
+                if repo["name"] in read_in_full:  # the stamp moves only with the tags it stands for
+                    complete.setdefault(repo["registry"], []).append((repo["name"], repo["stamp"]))
             if len(batch) >= EMIT_ROWS:
                 yield from batch.emit_all()
         for registry, read in complete.items():  # one lookup of dlt's state per registry
@@ -194,38 +208,3 @@ def swr_source(
         return needed
 
     return namespace_list, images
-
-
-def _load_tags(api: SwrApi, repo: Dict[str, Any], known_digests: set) -> Tuple[Rows, bool]:
-    """Every tag of one repository as rows (its history scope marker included), and whether
-    the tags were read in full."""
-    registry, name = repo["registry"], repo["name"]
-    rows = Rows()
-    problems = Problems(rows, registry, name, CALL_TAGS)
-    try:
-        map_tags(registry, name, api.list_tags(repo["namespace"], name), rows, problems, known_digests)
-    except NotFoundError as exc:
-        # deleted between the listing and this call: the next listing will not show it
-        rows = Rows()
-        rows.problem(PROVIDER, registry, name, CALL_TAGS, name, f"repository vanished while loading: {exc.detail}")
-        return rows, False
-    rows.add(TAGS, scope_marker(PROVIDER, registry, name))
-    return rows, True
-
-
-def _auth(
-    access_key: Optional[str], secret_key: Optional[str], project_id: Optional[str], auth_token: Optional[str]
-) -> Any:
-    if access_key and secret_key:
-        if auth_token:
-            log.info("swr: both AK/SK and auth_token are set; signing with AK/SK")
-        return AkSkAuth(access_key, secret_key, project_id)
-    if auth_token:
-        return TokenAuth(auth_token)
-    raise ConfigError(
-        PROVIDER,
-        "configuration",
-        "no credentials: set access_key and secret_key (and project_id), or auth_token",
-        hint="Put them in .dlt/secrets.toml under [sources.swr] or in SOURCES__SWR__ACCESS_KEY, "
-        "SOURCES__SWR__SECRET_KEY, SOURCES__SWR__PROJECT_ID / SOURCES__SWR__AUTH_TOKEN.",
-    )

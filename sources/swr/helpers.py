@@ -15,6 +15,7 @@ import logging
 import re
 import threading
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Set, Tuple
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -24,7 +25,8 @@ from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from requests.auth import AuthBase
 
 from .. import model
-from ..errors import BadResponseError, redact
+from ..concurrency import map_bounded
+from ..errors import BadResponseError, ConfigError, NotFoundError, redact
 from ..http import WHOLE_BODY, build_client, describe_json_error, get_json, paginate
 from ..manifests import DOCKER_MANIFEST_LIST, ManifestError, parse_manifest
 from ..values import BadValue, to_int, to_time
@@ -597,3 +599,84 @@ def _map_image(
         for problem in manifest.problems:
             problems.add(obj, f"image {digest}: {problem}")
     rows.add_image(image, manifest)
+
+
+# ---------------------------------------------------------------- tasks
+# A few repositories whose tags are read together: in this process's threads, or in a worker
+# process (sources.concurrency.read_tasks), which builds its own client from the `ApiSpec`.
+
+
+def make_auth(
+    access_key: Optional[str], secret_key: Optional[str], project_id: Optional[str], auth_token: Optional[str]
+) -> AuthBase:
+    """AK/SK signing when both keys are set (preferred), else the IAM token."""
+    if access_key and secret_key:
+        if auth_token:
+            log.info("swr: both AK/SK and auth_token are set; signing with AK/SK")
+        return AkSkAuth(access_key, secret_key, project_id)
+    if auth_token:
+        return TokenAuth(auth_token)
+    raise ConfigError(
+        PROVIDER,
+        "configuration",
+        "no credentials: set access_key and secret_key (and project_id), or auth_token",
+        hint="Put them in .dlt/secrets.toml under [sources.swr] or in SOURCES__SWR__ACCESS_KEY, "
+        "SOURCES__SWR__SECRET_KEY, SOURCES__SWR__PROJECT_ID / SOURCES__SWR__AUTH_TOKEN.",
+    )
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    """How to build an `SwrApi` (a worker process builds its own from it)."""
+
+    base_url: str
+    host: str
+    page_limit: int
+    access_key: Optional[str] = field(default=None, repr=False)
+    secret_key: Optional[str] = field(default=None, repr=False)
+    project_id: Optional[str] = field(default=None, repr=False)
+    auth_token: Optional[str] = field(default=None, repr=False)
+
+    def build(self, counter: Optional[Counter] = None) -> SwrApi:
+        auth = make_auth(self.access_key, self.secret_key, self.project_id, self.auth_token)
+        return SwrApi(self.base_url, self.host, auth, counter, self.page_limit)
+
+
+@dataclass
+class TagTask:
+    """Repositories whose tags to read, each a dict with `namespace`, `registry`, `name` (and
+    `stamp`), and the digests the destination already holds per repository name."""
+
+    api: ApiSpec
+    repositories: List[Dict[str, Any]]
+    known: Dict[str, Set[str]]
+    threads: int = 1
+
+
+def load_tags(api: SwrApi, repo: Mapping[str, Any], known_digests: Set[str]) -> Tuple[model.Rows, bool]:
+    """Every tag of one repository as rows (its history scope marker included), and whether
+    the tags were read in full."""
+    registry, name = repo["registry"], repo["name"]
+    rows = model.Rows()
+    problems = Problems(rows, registry, name, CALL_TAGS)
+    try:
+        map_tags(registry, name, api.list_tags(repo["namespace"], name), rows, problems, known_digests)
+    except NotFoundError as exc:
+        # deleted between the listing and this call: the next listing will not show it
+        rows = model.Rows()
+        rows.problem(PROVIDER, registry, name, CALL_TAGS, name, f"repository vanished while loading: {exc.detail}")
+        return rows, False
+    rows.add(model.TAGS, model.scope_marker(PROVIDER, registry, name))
+    return rows, True
+
+
+def read_task(task: TagTask, api: SwrApi) -> Tuple[model.Rows, List[str]]:
+    """The task's repositories (up to `task.threads` at once) into one `Rows`, and the names of
+    those whose tags were read in full (their stamps may move)."""
+    rows, complete = model.Rows(), []
+    read = lambda repo: load_tags(api, repo, task.known.get(repo["name"], set()))  # noqa: E731
+    for repo, (mapped, read_all) in zip(task.repositories, map_bounded(read, task.repositories, task.threads)):
+        rows.merge(mapped)
+        if read_all:
+            complete.append(repo["name"])
+    return rows, complete

@@ -31,3 +31,11 @@ DEFAULT_CONCURRENCY = 4
 
 # Rows gathered (over repositories) before they are handed to dlt as arrow tables.
 EMIT_ROWS = 50_000
+
+# Worker processes (the `processes` setting): used when a page of the listing has at least this
+# many repositories whose tags must be read (below it, starting processes costs more than it
+# saves); each task sent to a worker is this many repositories. Mapping tag records (manifests
+# included) to rows costs more CPU than the calls, and one process maps on one core.
+PROCESS_MIN_REPOSITORIES = 64
+REPOSITORIES_PER_TASK = 8
+MAX_AUTO_PROCESSES = 4
