@@ -34,7 +34,9 @@ def map_bounded(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Itera
     """Like `map(fn, items)`, with up to `workers` calls in flight; the first failure is raised
     after the calls already running have finished."""
     workers = max(1, int(workers))
-    if workers == 1:
+    if isinstance(items, Sequence):
+        workers = min(workers, len(items))  # no threads for a task of one repository
+    if workers <= 1:
         yield from map(fn, items)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry-etl") as pool:
