@@ -127,3 +127,91 @@ def test_oci_new_manifest_field_becomes_a_column_and_a_type_change_does_not_pois
     layer_sizes = dict(query(pipeline, "SELECT image_digest, sum(size_bytes) FROM images__layers GROUP BY 1"))
     assert all(layer_sizes[d] is not None for d in new_second if d in layer_sizes)
     assert all(n == 0 for n in duplicates(db_path(pipeline)).values())
+
+
+# ------------------------------------------------------------------ NCP and SWR
+# Both list tags (no per-image call): the new field arrives in the tag listing. NCP's platform
+# entries become `images` rows, so a field of an entry becomes a column of `images`; an SWR tag
+# record becomes a `swr_tags` row (its manifest the image rows), so a field of a tag record
+# becomes a column of `swr_tags`. Sizes sent as strings must still land as BIGINTs.
+
+
+def _ncp_edit(value, size_as_text):
+    def edit(request, response):
+        for tag in (response.body or {}).get("results", []):
+            for entry in tag.get("images") or []:
+                entry["futureField"] = value
+                if size_as_text and entry.get("size") is not None:
+                    entry["size"] = str(entry["size"])
+            if size_as_text and tag.get("full_size") is not None:
+                tag["full_size"] = str(tag["full_size"])
+    return edit
+
+
+def _swr_edit(value, size_as_text):
+    def edit(request, response):
+        for record in response.body if isinstance(response.body, list) else []:
+            record["futureField"] = value
+            if size_as_text and record.get("size") is not None:
+                record["size"] = str(record["size"])
+    return edit
+
+
+def _ncp_expected(first, second):
+    """NCP: one `images` row per platform entry (an index's children; a single image itself) of
+    a tagged image (the tag listing is all NCP shows)."""
+    def rows_of(pushed):
+        return {d for repo, image in pushed if repo.tags_of(image.digest)
+                for d in ([c.digest for c in image.children] if image.is_index else [image.digest])}
+    return {**{d: "777" for d in rows_of(first)}, **{d: "sha256:" + "e" * 64 for d in rows_of(second)}}
+
+
+def _swr_expected(first, second):
+    """SWR: every tag of a repository whose tags were read again (its stamp moved with the push)
+    carries the field of the run that read it."""
+    values = {}
+    for pushed, value in ((first, "777"), (second, "sha256:" + "e" * 64)):
+        for repo, _ in pushed:
+            values.update({(repo.name, tag): value for tag in repo.tags})
+    return values
+
+
+TAG_LISTING_DRIFT = {
+    "ncp": dict(operation="ListTags", edit=_ncp_edit, table="images", key="digest", expected=_ncp_expected),
+    "swr": dict(operation="list_tags", edit=_swr_edit, table="swr_tags", key="repository, tag", expected=_swr_expected),
+}
+TAG_LISTING_CASES = [case for case in available() if case.provider in TAG_LISTING_DRIFT]
+
+
+@pytest.mark.parametrize("case", TAG_LISTING_CASES, ids=[c.provider for c in TAG_LISTING_CASES])
+def test_a_new_field_of_a_tag_listing_becomes_a_column_and_a_type_change_does_not_poison_it(tmp_path, case):
+    spec = TAG_LISTING_DRIFT[case.provider]
+    inventory = case.inventory(seed=13, repositories=3, images=18)
+
+    def bend(emulator, value, size_as_text=False):
+        emulator.clear_hooks()
+        emulator.corrupt(spec["operation"], spec["edit"](value, size_as_text))
+
+    with serving(case, inventory) as (emulator, _):
+        pipeline, _ = load(tmp_path, case)  # the API without the field
+        assert not query(pipeline, "SELECT 1 FROM information_schema.columns WHERE column_name = 'future_field'")
+        first = inventory.push_images(2)
+        bend(emulator, 777)  # the field appears, as a number
+        load(tmp_path, case)
+        second = inventory.push_images(2)
+        bend(emulator, "sha256:" + "e" * 64, size_as_text=True)  # now a string; sizes as strings
+        load(tmp_path, case)
+        emulator.clear_hooks()
+        pipeline, _ = load(tmp_path, case)  # and the run after still works
+
+    table, key = spec["table"], spec["key"]
+    got = {tuple(row[:-1]) if len(row) > 2 else row[0]: row[-1]
+           for row in query(pipeline, f"SELECT {key}, future_field FROM {table} WHERE future_field IS NOT NULL")}
+    assert got == spec["expected"](first, second)
+    assert set(got.values()) == {"777", "sha256:" + "e" * 64}  # both runs' values landed
+    types = query(pipeline, "SELECT data_type FROM information_schema.columns WHERE table_schema = 'registry'"
+                            " AND table_name = %s AND column_name = 'future_field'", table)
+    assert types == [("VARCHAR",)]
+    # sizes sent as strings land as BIGINTs, not as NULLs or problems
+    assert query(pipeline, "SELECT count(*) FROM images WHERE size_bytes IS NULL") == [(0,)]
+    assert all(n == 0 for n in duplicates(db_path(pipeline)).values())
