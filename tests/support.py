@@ -176,3 +176,41 @@ def rows_as_dicts(rows: Any) -> Dict[str, List[Dict[str, Any]]]:
     for name, parts in rows._parts.items():
         tables.setdefault(name, []).extend(row for part in parts for row in part.to_pylist())
     return tables
+
+
+def force_worker_processes(monkeypatch: Any, source_module: Any, repositories_per_task: int = 3) -> None:
+    """A source (ECR, NCP, SWR) reads in worker processes even a few repositories (normally
+    from 64 to read), a few repositories per task, so a small inventory spans several tasks."""
+    monkeypatch.setattr(source_module, "PROCESS_MIN_REPOSITORIES", 2)
+    monkeypatch.setattr(source_module, "REPOSITORIES_PER_TASK", repositories_per_task)
+
+
+def assert_our_auth_error(caught: Any, secret: str, *words: str) -> None:
+    """What a refused credential raised (in a worker process or not) reaches the caller as our
+    `AuthError`, its message naming `words` (call, registry, the registry's code), no secret."""
+    from pipelines.cli import _root_cause
+    from sources.errors import AuthError
+
+    error = _root_cause(caught.value)
+    assert isinstance(error, AuthError), repr(error)
+    text = str(error)
+    assert all(word in text for word in words), text
+    assert secret not in text and secret not in repr(caught.value)
+
+
+def load_snapshot(pipeline: Any, provider: str, **queries: str) -> Dict[str, Any]:
+    """Everything a load of `provider` decided, without dlt's load ids and wall-clock validity
+    times: images, layers, index children, current tags, tag history, and one sorted result per
+    extra `name=SQL` (a table no load created reads as empty). Two loads that must agree (worker
+    processes or one process) compare equal."""
+    snapshot: Dict[str, Any] = {
+        "images": loaded_images(pipeline, provider),
+        "layers": loaded_layers(pipeline, provider) if table_exists(pipeline, "images__layers") else {},
+        "children": loaded_children(pipeline, provider),
+        "tags": current_tags(pipeline, provider),
+        "history": tag_history(pipeline, provider),
+    }
+    for name, sql in queries.items():
+        table = sql.rsplit(" FROM ", 1)[1].split()[0]
+        snapshot[name] = sorted(query(pipeline, sql)) if table_exists(pipeline, table) else []
+    return snapshot

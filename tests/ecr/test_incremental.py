@@ -18,9 +18,8 @@ from tests.support import (
     change_inventory,
     current_tags,
     expected_tags,
-    loaded_children,
-    loaded_images,
-    loaded_layers,
+    force_worker_processes,
+    load_snapshot,
     new_pipeline,
     query,
     tag_history,
@@ -34,15 +33,11 @@ def load(pipeline, **options):
 
 
 def snapshot(pipeline):
-    """Everything a load decides, without dlt's load ids and wall-clock validity times."""
-    return {
-        "images": loaded_images(pipeline, "ecr"),
-        "layers": loaded_layers(pipeline, "ecr"),
-        "children": loaded_children(pipeline, "ecr"),
-        "tags": current_tags(pipeline, "ecr"),
-        "history": tag_history(pipeline, "ecr"),
-        "repositories": sorted(query(pipeline, "SELECT registry, repository, image_count, created_at FROM repositories")),
-    }
+    return load_snapshot(
+        pipeline,
+        "ecr",
+        repositories="SELECT registry, repository, image_count, created_at FROM repositories",
+    )
 
 
 def rows_loaded(pipeline, table):
@@ -51,9 +46,7 @@ def rows_loaded(pipeline, table):
 
 @pytest.fixture
 def in_processes(monkeypatch):
-    """Worker processes even for a small registry (normally from 64 repositories a page)."""
-    monkeypatch.setattr(ecr_module, "PROCESS_MIN_REPOSITORIES", 2)
-    monkeypatch.setattr(ecr_module, "REPOSITORIES_PER_TASK", 3)
+    force_worker_processes(monkeypatch, ecr_module)
 
 
 def test_worker_processes_load_exactly_what_one_process_loads(tmp_path, ecr_env, in_processes):

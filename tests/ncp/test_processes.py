@@ -10,30 +10,30 @@ import pytest
 import sources.ncp as ncp_module
 from emulators.base import Response
 from emulators.inventory import Inventory
-from pipelines.cli import _root_cause
-from sources.errors import AuthError
 from tests.ncp.conftest import load
 from tests.ncp.test_source import assert_matches_inventory
-from tests.support import change_inventory, current_tags, loaded_children, loaded_images, new_pipeline, query, tag_history
+from tests.support import (
+    assert_our_auth_error,
+    change_inventory,
+    force_worker_processes,
+    load_snapshot,
+    new_pipeline,
+    tag_history,
+)
 
 
 @pytest.fixture
 def in_processes(monkeypatch):
-    """Worker processes even for a small registry (normally from 64 repositories to read)."""
-    monkeypatch.setattr(ncp_module, "PROCESS_MIN_REPOSITORIES", 2)
-    monkeypatch.setattr(ncp_module, "REPOSITORIES_PER_TASK", 3)
+    force_worker_processes(monkeypatch, ncp_module)
 
 
 def snapshot(pipeline):
-    """Everything a load decides, without dlt's load ids and wall-clock validity times."""
-    return {
-        "images": loaded_images(pipeline, "ncp"),
-        "children": loaded_children(pipeline, "ncp"),
-        "tags": current_tags(pipeline, "ncp"),
-        "history": tag_history(pipeline, "ncp"),
-        "ncp_tags": sorted(query(pipeline, "SELECT registry, repository, tag, digest, platform_count FROM ncp_tags")),
-        "repositories": sorted(query(pipeline, "SELECT registry, repository, pull_count FROM repositories")),
-    }
+    return load_snapshot(
+        pipeline,
+        "ncp",
+        ncp_tags="SELECT registry, repository, tag, digest, platform_count FROM ncp_tags",
+        repositories="SELECT registry, repository, pull_count FROM repositories",
+    )
 
 
 def test_worker_processes_load_exactly_what_one_process_loads(tmp_path, ncp_env, in_processes):
@@ -68,9 +68,5 @@ def test_a_failure_in_a_worker_reaches_the_caller_as_our_error(tmp_path, ncp_env
     emulator.corrupt("ListTags", refuse)
     with pytest.raises(Exception) as caught:
         load(new_pipeline(tmp_path), processes=2)
-    error = _root_cause(caught.value)
-    assert isinstance(error, AuthError)
-    text = str(error)
-    assert "ListTags" in text and "reg-a" in text and "Authentication Failed" in text
-    assert "secret_key" in text  # the hint says what to check
-    assert secret not in text and secret not in repr(caught.value)
+    # the hint names the setting to check
+    assert_our_auth_error(caught, secret, "ListTags", "reg-a", "Authentication Failed", "secret_key")

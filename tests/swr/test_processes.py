@@ -11,14 +11,12 @@ import pytest
 import sources.swr as swr_module
 from emulators.base import Response
 from emulators.inventory import Inventory
-from pipelines.cli import _root_cause
-from sources.errors import AuthError
 from tests.support import (
+    assert_our_auth_error,
     change_inventory,
     current_tags,
-    loaded_children,
-    loaded_images,
-    loaded_layers,
+    force_worker_processes,
+    load_snapshot,
     new_pipeline,
     query,
     tag_history,
@@ -29,25 +27,17 @@ from tests.swr.test_source import VanishingRepositoryEmulator, assert_matches_in
 
 @pytest.fixture
 def in_processes(monkeypatch):
-    """Worker processes even for a small namespace (normally from 64 changed repositories on a page)."""
-    monkeypatch.setattr(swr_module, "PROCESS_MIN_REPOSITORIES", 2)
-    monkeypatch.setattr(swr_module, "REPOSITORIES_PER_TASK", 3)
+    force_worker_processes(monkeypatch, swr_module)
 
 
 def snapshot(pipeline):
-    """Everything a load decides, without dlt's load ids and wall-clock validity times."""
-    return {
-        "images": loaded_images(pipeline, "swr"),
-        "layers": loaded_layers(pipeline, "swr"),
-        "children": loaded_children(pipeline, "swr"),
-        "tags": current_tags(pipeline, "swr"),
-        "history": tag_history(pipeline, "swr"),
-        "swr_tags": sorted(query(pipeline, "SELECT registry, repository, tag, digest, size_bytes FROM swr_tags")),
-        "repositories": sorted(query(pipeline, "SELECT registry, repository, image_count, updated_at FROM repositories")),
-        "problems": sorted(query(pipeline, "SELECT registry, repository, call, reason FROM load_problems"))
-        if query(pipeline, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'load_problems'")[0][0]
-        else [],
-    }
+    return load_snapshot(
+        pipeline,
+        "swr",
+        swr_tags="SELECT registry, repository, tag, digest, size_bytes FROM swr_tags",
+        repositories="SELECT registry, repository, image_count, updated_at FROM repositories",
+        problems="SELECT registry, repository, call, reason FROM load_problems",
+    )
 
 
 def test_worker_processes_load_exactly_what_one_process_loads(tmp_path, swr_env, in_processes):
@@ -105,8 +95,4 @@ def test_a_failure_in_a_worker_reaches_the_caller_as_our_error(tmp_path, swr_env
     emulator.corrupt("list_tags", refuse)
     with pytest.raises(Exception) as caught:
         load(new_pipeline(tmp_path), processes=2)
-    error = _root_cause(caught.value)
-    assert isinstance(error, AuthError)
-    text = str(error)
-    assert "list_tags" in text and "ns-a" in text and "APIG.0303" in text
-    assert secret not in text and secret not in repr(caught.value)
+    assert_our_auth_error(caught, secret, "list_tags", "ns-a", "APIG.0303")
