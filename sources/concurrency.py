@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter, deque
 from contextlib import contextmanager
+from dataclasses import dataclass
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
@@ -305,6 +306,26 @@ def threads_per_worker(concurrency: int, workers: int) -> int:
     """Threads in each of `workers` worker processes, so that the calls in flight over all of
     them stay `concurrency` (rounded up)."""
     return max(1, -(-max(1, concurrency) // max(1, workers)))
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """How a source spreads its repositories: `workers` for `read_tasks` (1: this process's
+    threads), `size` repositories per task, `threads` per task."""
+
+    workers: int
+    size: int
+    threads: int
+
+
+def plan_tasks(repositories: int, workers: int, concurrency: int, min_repositories: int, per_task: int) -> TaskPlan:
+    """Worker processes when there are `workers` > 1 and at least `min_repositories` to read
+    (below that, starting them costs more than they save): tasks of `per_task` repositories with
+    `threads_per_worker` threads each. Otherwise one repository per task, read `concurrency` at
+    once in this process."""
+    if workers > 1 and repositories >= min_repositories:
+        return TaskPlan(workers, per_task, threads_per_worker(concurrency, workers))
+    return TaskPlan(1, 1, 1)
 
 
 # per worker process: one API client per spec for the process's life, and its calls counted

@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import dlt
 from dlt.sources import DltResource
 
-from ..concurrency import read_tasks, threads_per_worker, worker_processes
+from ..concurrency import TaskPlan, plan_tasks, read_tasks, worker_processes
 from ..errors import ConfigError
 from ..model import TAGS, Rows, emit, scope_marker
 from ..state import KnownImages, ListingState
@@ -120,24 +120,22 @@ def ecr_source(
     def _read_api(spec: ApiSpec) -> Iterator[Any]:
         pages = iter(apis[spec].list_repositories(repository_filter or None))
         first = next(pages, [])
-        in_processes = workers > 1 and len(first) >= PROCESS_MIN_REPOSITORIES
+        plan = plan_tasks(len(first), workers, concurrency, PROCESS_MIN_REPOSITORIES, REPOSITORIES_PER_TASK)
         listed: Dict[str, List[str]] = {}  # registry -> every repository name listed
 
         def tasks() -> Iterator[RepositoryTask]:
             """Built page by page as the workers take them: what a page's repositories already
             hold is read when its first task is needed (here, in the extract thread)."""
-            size = REPOSITORIES_PER_TASK if in_processes else 1
             for page in itertools.chain([first], pages):
                 for repo in page:
                     listed.setdefault(registry_of(repo, spec.region), []).append(repo.get("repositoryName"))
                 known.load_page((registry_of(r, spec.region), r.get("repositoryName")) for r in page)
-                for start in range(0, len(page), size):
-                    yield _task(spec, page[start : start + size])
+                for start in range(0, len(page), plan.size):
+                    yield _task(spec, page[start : start + plan.size], plan)
 
         # the repositories leave as a few large arrow tables: dlt's cost is per yielded item
         pending = Rows()
-        read = read_tasks(read_repositories, tasks(), lambda task: apis[task.api], counter, concurrency,
-                          workers if in_processes else 1)
+        read = read_tasks(read_repositories, tasks(), lambda task: apis[task.api], counter, concurrency, plan.workers)
         for task, rows, fingerprints in read:
             pending.merge(rows)
             _remember(task, fingerprints)
@@ -159,7 +157,7 @@ def ecr_source(
         else:  # a first load (or state lost): every tag of the registry was emitted
             yield emit(TAGS, [scope_marker(PROVIDER, registry)])
 
-    def _task(spec: ApiSpec, repos: List[Dict[str, Any]]) -> RepositoryTask:
+    def _task(spec: ApiSpec, repos: List[Dict[str, Any]], plan: TaskPlan) -> RepositoryTask:
         registry = registry_of(repos[0], spec.region)
         names = [r.get("repositoryName") for r in repos if isinstance(r.get("repositoryName"), str)]
         marked = set(names) if tags_complete and (repository_filter or listings.incremental(registry)) else set()
@@ -171,7 +169,7 @@ def ecr_source(
             marked=marked,
             tag_status=tag_status,
             image_status=image_status,
-            threads=threads_per_worker(concurrency, workers),
+            threads=plan.threads,
         )
 
     def _remember(task: RepositoryTask, fingerprints: Dict[str, Optional[str]]) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 import dlt
 from dlt.sources import DltResource
 
-from ..concurrency import read_tasks, threads_per_worker, worker_processes
+from ..concurrency import plan_tasks, read_tasks, worker_processes
 from ..errors import ConfigError, register_secret
 from ..model import TAGS, Rows, emit, scope_marker
 from ..state import KnownImages, RepositoryStamps
@@ -139,15 +139,13 @@ class TagReader:
     def read(self, registry: str, name: str, known: Dict[str, Set[str]]) -> Iterator[Tuple[List[str], Rows]]:
         """(repositories, their rows) per task, in the order of `known`'s keys."""
         repositories = list(known)
-        in_processes = self.workers > 1 and len(repositories) >= PROCESS_MIN_REPOSITORIES
-        size = REPOSITORIES_PER_TASK if in_processes else 1
-        threads = threads_per_worker(self.concurrency, self.workers) if in_processes else 1
+        plan = plan_tasks(len(repositories), self.workers, self.concurrency, PROCESS_MIN_REPOSITORIES, REPOSITORIES_PER_TASK)
         tasks = [
-            TagTask(self.spec, registry, name, {r: known[r] for r in repositories[i : i + size]}, threads)
-            for i in range(0, len(repositories), size)
+            TagTask(self.spec, registry, name, {r: known[r] for r in repositories[i : i + plan.size]}, plan.threads)
+            for i in range(0, len(repositories), plan.size)
         ]
         local_api = lambda task: self.api  # noqa: E731
-        for task, rows, _ in read_tasks(read_task, tasks, local_api, self.counter, self.concurrency, self.workers if in_processes else 1):
+        for task, rows, _ in read_tasks(read_task, tasks, local_api, self.counter, self.concurrency, plan.workers):
             yield list(task.known), rows
 
 

@@ -26,7 +26,7 @@ import dlt
 from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 
-from ..concurrency import read_tasks, threads_per_worker, worker_processes
+from ..concurrency import plan_tasks, read_tasks, worker_processes
 from ..errors import ConfigError, NotFoundError, register_secret
 from ..model import TAGS, Rows, scope_marker
 from ..state import KnownImages, RepositoryStamps
@@ -163,20 +163,17 @@ def swr_source(
         changed = _needs_tags(candidates)
         if not changed:
             return
-        in_processes = workers > 1 and len(changed) >= PROCESS_MIN_REPOSITORIES
-        size = REPOSITORIES_PER_TASK if in_processes else 1
-        threads = threads_per_worker(concurrency, workers) if in_processes else 1
+        plan = plan_tasks(len(changed), workers, concurrency, PROCESS_MIN_REPOSITORIES, REPOSITORIES_PER_TASK)
         tasks = [
-            TagTask(spec, part, {repo["name"]: known.of(repo["registry"], repo["name"]) for repo in part}, threads)
-            for part in (changed[start : start + size] for start in range(0, len(changed), size))
+            TagTask(spec, part, {repo["name"]: known.of(repo["registry"], repo["name"]) for repo in part}, plan.threads)
+            for part in (changed[start : start + plan.size] for start in range(0, len(changed), plan.size))
         ]
 
         # the repositories of a page leave as a few large arrow tables: dlt's cost is per item
         batch = Rows()
         complete: Dict[str, List[Tuple[str, Any]]] = {}
         local_api = lambda task: api  # noqa: E731
-        for task, task_rows, read_in_full in read_tasks(read_task, tasks, local_api, counter, concurrency,
-                                                        workers if in_processes else 1):
+        for task, task_rows, read_in_full in read_tasks(read_task, tasks, local_api, counter, concurrency, plan.workers):
             batch.merge(task_rows)
             for repo in task.repositories:
                 if repo["name"] in read_in_full:  # the stamp moves only with the tags it stands for
