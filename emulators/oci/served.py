@@ -41,9 +41,8 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 from urllib.parse import quote, unquote
 
 from emulators import inventory as inv
-from http.server import ThreadingHTTPServer
 
-from emulators.base import Faults, Request, Response, _make_handler
+from emulators.base import EmulatorServer, Faults, Request, Response, _make_handler
 
 from . import CountingProxy
 from .dataset import Pusher, rfc3339_ns, sha256
@@ -158,8 +157,7 @@ class ServedRegistry(CountingProxy):
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> "ServedRegistry":
         # the base class's server polls for shutdown every 0.5 s; tests start dozens of these
-        self._server = ThreadingHTTPServer((host, port), _make_handler(self))
-        self._server.daemon_threads = True
+        self._server = EmulatorServer((host, port), _make_handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), name=f"{self.name}-emulator", daemon=True)
         self._thread.start()
         return self
