@@ -86,6 +86,45 @@ def test_pages_of_repositories_are_read_by_one_set_of_workers_within_the_concurr
     assert 2 <= emulator.peak_in_flight <= 4 + 1
 
 
+def test_the_next_page_of_repositories_is_listed_while_this_page_is_read(tmp_path, ecr_env, monkeypatch):
+    """One call in flight, the first ListImages held: DescribeRepositories' next page is asked
+    for meanwhile (the old code listed it only after the page's last repository was read, so
+    the readers waited for each page)."""
+    import threading
+    import time
+
+    import sources.ecr.helpers as ecr_helpers
+
+    monkeypatch.setattr(ecr_helpers, "MAX_RESULTS", 5)
+    inventory = Inventory(seed=38, registries=("us-east-1",), repositories=20, images=80)
+    emulator = ecr_env(inventory)
+    hold = emulator.hold("ListImages", nth=1)
+    pipeline = new_pipeline(tmp_path)
+    failures = []
+
+    def run():
+        try:
+            load(pipeline, processes=1, concurrency=1)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+
+    loader = threading.Thread(target=run)
+    loader.start()
+    try:
+        assert hold.reached.wait(60)
+        deadline = time.monotonic() + 10
+        while emulator.counters["DescribeRepositories"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        listed_while_held = emulator.counters["DescribeRepositories"]
+    finally:
+        hold.release()
+        loader.join(120)
+    assert not failures
+    assert listed_while_held >= 2
+    assert emulator.counters["DescribeRepositories"] == 4
+    assert_matches_inventory(pipeline, inventory)
+
+
 def test_a_failure_in_a_worker_reaches_the_caller_as_our_error(tmp_path, ecr_env, in_processes):
     inventory = Inventory(seed=32, registries=("us-east-1",), repositories=6, images=60)
     emulator = ecr_env(inventory)
@@ -211,6 +250,44 @@ def test_worker_processes_leave_with_a_killed_load(tmp_path, ecr_env):
     while time.monotonic() < deadline and set(workers) & set(_alive()):
         time.sleep(0.2)
     assert not set(workers) & set(_alive())
+
+
+def test_the_forkserver_starts_before_the_first_page_of_repositories_is_answered(tmp_path, ecr_env):
+    """The workers' forkserver imports dlt and boto3 (~0.7 s of CPU): started with the listing,
+    not after its first page, the import overlaps with it (a no-op rerun of 2,000 repositories
+    waited for it before its first ListImages)."""
+    import subprocess
+    import sys
+    import time
+
+    inventory = Inventory(seed=39, registries=("us-east-1",), repositories=70, images=140)
+    emulator = ecr_env(inventory)
+    hold = emulator.hold("DescribeRepositories", nth=1)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "load", "ecr", "--quiet", "--duckdb", str(tmp_path / "x.duckdb"),
+         "--pipelines-dir", str(tmp_path / "pipelines")],
+        env={**os.environ, "SOURCES__ECR__PROCESSES": "2"},
+    )
+    forkservers = []
+    try:
+        assert hold.reached.wait(120)
+        deadline = time.monotonic() + 20
+        while not forkservers and time.monotonic() < deadline:
+            forkservers = [pid for pid in _descendants(process.pid) if "forkserver" in _command_line(pid)]
+            time.sleep(0.05)
+    finally:
+        hold.release()
+        assert process.wait(180) == 0
+    assert forkservers, "no forkserver while the first DescribeRepositories page was held"
+    assert_matches_inventory(new_pipeline(tmp_path, "x.duckdb"), inventory)
+
+
+def _command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def test_retries_and_calls_in_worker_processes_are_counted_in_the_summary(tmp_path, ecr_env, in_processes):
