@@ -17,7 +17,11 @@ ENDPOINT_TEMPLATE = "{registry}.{code}.ncr.ntruss.com"
 
 # results per page we ask for; the API's own cap is not documented, 100 is what its console uses
 DEFAULT_PAGE_SIZE = 100
-DEFAULT_CONCURRENCY = 8
+# calls in flight over all worker processes: a full load makes two ListTags a repository (pages
+# of 100), so at 20 ms of latency 8 left the workers waiting (200,000 images: 32.2 s, 23.9 s
+# without latency); 16 hid it (23.7 s, benchmarks/README.md, stop 18). 429 "quota exceeded" is
+# retried after its Retry-After all the same; lower it if `retries` grows
+DEFAULT_CONCURRENCY = 16
 
 # rows gathered (over repositories) before they are handed to dlt as arrow tables
 EMIT_ROWS = 50_000
