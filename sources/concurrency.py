@@ -8,6 +8,7 @@ few repositories, never by the registry.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import logging.handlers
@@ -26,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator
 
 if TYPE_CHECKING:
     from .model import Rows
+
+log = logging.getLogger("registry_etl.concurrency")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -87,6 +90,25 @@ def relax_collector() -> None:
     (about a tenth of a load's CPU; benchmarks/README.md)."""
     gc.freeze()
     gc.set_threshold(*COLLECTOR_THRESHOLDS)
+
+
+def release_freed_memory() -> None:
+    """Give back to the system what this process freed but its allocators kept: cyclic garbage
+    collected now, arrow's unused pool memory, glibc's free heap (`malloc_trim`). Called when a
+    source has yielded its last rows: the load step (DuckDB and dlt) then grows the process from
+    there instead of on top of the extract's leftovers (Yandex at 200,000 images: 701 -> 471 MB
+    after the extract, load step peak 991 -> 888 MB; benchmarks/README.md, stop 18)."""
+    gc.collect()
+    try:
+        import pyarrow
+
+        pyarrow.default_memory_pool().release_unused()
+    except Exception:  # noqa: BLE001 - an optimisation only
+        log.debug("arrow's memory pool kept its unused memory", exc_info=True)
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim this way
+        pass
 
 
 @contextmanager

@@ -26,7 +26,7 @@ import dlt
 from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 
-from ..concurrency import stream_bounded
+from ..concurrency import release_freed_memory, stream_bounded
 from ..errors import ConfigError
 from ..http import build_session
 from ..model import TAGS, Rows, emit, scope_marker
@@ -193,6 +193,8 @@ def yandex_source(
                 yield from _remember(unit, output.fingerprints)
             else:
                 yield output
+        # the units' mapping left ~230 MB freed but kept by the allocators at 200,000 images
+        release_freed_memory()
 
     def _remember(unit: Unit, fingerprints: Dict[str, str]) -> Iterator[Any]:
         """Keep the unit's fingerprints for the next run; retire the tags of repositories an
