@@ -97,7 +97,8 @@ def release_freed_memory() -> None:
     collected now, arrow's unused pool memory, glibc's free heap (`malloc_trim`). Called when a
     source has yielded its last rows: the load step (DuckDB and dlt) then grows the process from
     there instead of on top of the extract's leftovers (Yandex at 200,000 images: 701 -> 471 MB
-    after the extract, load step peak 991 -> 888 MB; benchmarks/README.md, stop 18)."""
+    after the extract, load step peak 991 -> 867 MB in an RSS timeline, 973 / 985 -> 961 / 944 MB
+    in the benchmark; benchmarks/README.md, stop 18)."""
     gc.collect()
     try:
         import pyarrow
