@@ -126,6 +126,9 @@ class Emulator:
     """Base class: subclasses set `name` and implement `operation()` and `handle()`."""
 
     name = "emulator"
+    # how often the server thread checks for `stop()` (seconds): socketserver's 0.5 s, shorter
+    # for emulators that tests start by the dozen
+    poll_interval = 0.5
 
     def __init__(self, faults: Optional[Faults] = None) -> None:
         self.faults = faults or Faults()
@@ -158,7 +161,7 @@ class Emulator:
     def start(self, host: str = "127.0.0.1", port: int = 0) -> "Emulator":
         handler = _make_handler(self)
         self._server = EmulatorServer((host, port), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"{self.name}-emulator", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(self.poll_interval,), name=f"{self.name}-emulator", daemon=True)
         self._thread.start()
         return self
 

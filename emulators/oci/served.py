@@ -42,7 +42,7 @@ from urllib.parse import quote, unquote
 
 from emulators import inventory as inv
 
-from emulators.base import EmulatorServer, Faults, Request, Response, _make_handler
+from emulators.base import Faults, Request, Response
 
 from . import CountingProxy
 from .dataset import Pusher, rfc3339_ns, sha256
@@ -131,6 +131,7 @@ class ServedRegistry(CountingProxy):
     """The proxy in front of a registry process that holds `inventory` (see the module doc)."""
 
     name = "oci-registry"
+    poll_interval = 0.02  # tests start dozens of these: stop() should not wait 0.5 s each
 
     def __init__(self, inventory: OciInventory, registry: str, workdir: Path, faults: Optional[Faults] = None) -> None:
         self.inventory = inventory
@@ -154,13 +155,6 @@ class ServedRegistry(CountingProxy):
         self.process = RegistryProcess(str(self.workdir), in_memory=False, **auth)
         self.process.start()
         self.upstream = self.process.url
-
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> "ServedRegistry":
-        # the base class's server polls for shutdown every 0.5 s; tests start dozens of these
-        self._server = EmulatorServer((host, port), _make_handler(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), name=f"{self.name}-emulator", daemon=True)
-        self._thread.start()
-        return self
 
     def stop(self) -> None:
         super().stop()
