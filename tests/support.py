@@ -3,10 +3,12 @@ expected unified rows computed from an emulator's inventory."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Tuple
 
 import dlt
+import pytest
 
 from emulators.inventory import Inventory
 from pipelines.load import make_pipeline
@@ -214,3 +216,19 @@ def load_snapshot(pipeline: Any, provider: str, **queries: str) -> Dict[str, Any
         table = sql.rsplit(" FROM ", 1)[1].split()[0]
         snapshot[name] = sorted(query(pipeline, sql)) if table_exists(pipeline, table) else []
     return snapshot
+
+
+def registry_unavailable(reason: str) -> None:
+    """A test that needs the real OCI registry (`docker-registry`) and cannot have it: skipped on
+    a developer's machine, failed in CI (env `CI`), whose `.ci/run` installs it."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI: the real OCI registry is required but could not start: {reason}")
+    pytest.skip(f"docker-registry not available: {reason} (apt-get install docker-registry)")
+
+
+def require_registry_binary() -> None:
+    """`registry_unavailable` unless the `docker-registry` binary is installed."""
+    from emulators.oci import registry_binary
+
+    if registry_binary() is None:
+        registry_unavailable("the docker-registry binary is not installed")

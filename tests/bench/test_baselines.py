@@ -15,6 +15,7 @@ from benchmarks.sources import BENCH_SOURCES
 from emulators.inventory import Image, Inventory, Repository
 from pipelines.catalog import PROVIDERS
 from pipelines.load import environment
+from tests.support import require_registry_binary
 
 # keep boto3 away from any profile or token of the machine (the ECR baseline)
 AWS_ISOLATION = {
@@ -86,10 +87,7 @@ def started(request: pytest.FixtureRequest, tmp_path) -> Iterator[Tuple[str, Lis
     name = request.param
     source = BENCH_SOURCES[name]
     if name == "oci":
-        from emulators.oci import registry_binary
-
-        if registry_binary() is None:
-            pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+        require_registry_binary()
     inventory = inventory_for(name)
     if source.starter:
         module, _, function = source.starter.partition(":")

@@ -17,12 +17,7 @@ from emulators.base import Faults
 from emulators.inventory import Inventory
 from emulators.oci import CountingProxy, Pusher, RegistryData, RegistryProcess, RegistryUnavailable
 from pipelines.load import run_load
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"CI: the real OCI registry is required but could not start: {reason}")
-    pytest.skip(f"docker-registry not available: {reason}")
+from tests.support import registry_unavailable
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +42,7 @@ def start_registry(tmp_path) -> Iterator[Callable[..., RegistryProcess]]:
                 process.start()
             except RegistryUnavailable as exc:
                 if "not installed" in str(exc) or attempt == 1:
-                    _unavailable(str(exc))
+                    registry_unavailable(str(exc))
                 continue
             started.append(process)
             return process

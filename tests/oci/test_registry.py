@@ -26,7 +26,7 @@ from tests.oci.expected import (
     snapshot,
     tag_history,
 )
-from tests.support import new_pipeline, query, table_counts
+from tests.support import new_pipeline, query, require_registry_binary, table_counts
 
 
 def assert_loaded_exactly_but_tags(pipeline, data, first, registry):
@@ -237,14 +237,9 @@ def test_throttling_errors_retried_rate_limits_reported_and_heads_without_digest
 
 
 def test_demo_start_and_load_through_settings(tmp_path, monkeypatch):
-    from emulators.oci import registry_binary, start_demo
+    from emulators.oci import start_demo
 
-    if not registry_binary():
-        import os
-
-        if os.environ.get("CI"):
-            pytest.fail("CI: docker-registry is required")
-        pytest.skip("docker-registry not installed")
+    require_registry_binary()
     demo, env = start_demo()
     try:
         for key, value in env.items():

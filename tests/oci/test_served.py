@@ -5,13 +5,10 @@ faulty runs with clean ones through this harness: both would be wrong alike if i
 
 from __future__ import annotations
 
-import pytest
-
-from emulators.oci.registry import registry_binary
 from emulators.oci.served import OciInventory, start_served
 from pipelines.load import environment
 from tests.oci.conftest import load_oci
-from tests.support import current_tags, new_pipeline, query
+from tests.support import current_tags, new_pipeline, query, require_registry_binary
 
 REGISTRY = "served-test"
 
@@ -32,8 +29,8 @@ def loaded(pipeline):
     return {(r, d): (size, media_type) for r, d, size, media_type in rows}, current_tags(pipeline, "oci")
 
 
-@pytest.mark.skipif(registry_binary() is None, reason="docker-registry not installed")
 def test_the_served_registry_follows_its_inventory(tmp_path):
+    require_registry_binary()
     inventory = OciInventory(seed=3, registries=(REGISTRY,), repositories=3, images=24)
     served = start_served(inventory)
     try:
