@@ -13,6 +13,9 @@ import pytest
 from emulators.inventory import Inventory
 from pipelines.load import make_pipeline
 
+# the repository's top folder: the cwd and PYTHONPATH of the commands tests run as a user would
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def new_pipeline(tmp_path, name: str = "registry_etl.duckdb") -> dlt.Pipeline:
     """A registry_etl pipeline with its DuckDB file and its local state under tmp_path."""

@@ -10,8 +10,9 @@ import nbformat
 from nbclient import NotebookClient
 
 from tests.analytics import dataset
+from tests.support import ROOT as REPOSITORY_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(REPOSITORY_ROOT)
 NOTEBOOK = ROOT / "notebooks" / "registry_inventory.ipynb"
 FIGURES = ["size_distribution", "storage_by_repository", "storage_growth", "tag_history", "cleanup_candidates"]
 

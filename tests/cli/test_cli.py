@@ -12,8 +12,8 @@ import pytest
 
 from emulators.ecr import EcrEmulator, demo_env
 from emulators.inventory import Inventory
+from tests.support import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def cli(*args, env=None, timeout=300):

@@ -18,8 +18,8 @@ import shlex
 import yaml
 
 from pipelines.cli import build_parser
+from tests.support import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(ROOT, "examples")
 
 

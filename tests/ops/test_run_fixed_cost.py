@@ -11,14 +11,14 @@ them exactly as they would be created (`analytics.stored_views_match`).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from typing import Any, Dict, List, Tuple
 
 import duckdb
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.support import ROOT
+
 DATASET = "registry"
 
 # one `run_load` of ECR as the CLI makes it (recorded in load_runs), in a process of its own

@@ -17,8 +17,8 @@ from emulators.inventory import Inventory
 from pipelines import cli
 from pipelines.exits import EXIT_AUTH, EXIT_LOCKED, EXIT_OK
 from pipelines.lock import LoadLock, LockBusy
+from tests.support import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WRONG_SECRET = "wrong-secret-for-the-run-log-4711"
 
 

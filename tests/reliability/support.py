@@ -16,12 +16,11 @@ from emulators.base import Emulator, Faults
 from emulators.inventory import Inventory
 from pipelines.load import environment, run_load
 from tests.reliability.cases import SourceCase
-from tests.support import new_pipeline
+from tests.support import ROOT, new_pipeline
 
 # what the suite did, printed at the end of a run (`pytest tests/reliability`, without -n)
 FIGURES: Counter = Counter()
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATASET = "registry"
 # columns that differ between two loads of the same data by design
 VOLATILE_COLUMNS = {"valid_from", "seen_at"}

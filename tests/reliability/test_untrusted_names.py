@@ -13,7 +13,7 @@ import pytest
 
 from tests.reliability.cases import available
 from tests.reliability.support import db_path, diff, duplicates, load, serving, snapshot
-from tests.support import query, table_exists
+from tests.support import ROOT, query, table_exists
 
 CASES = available()
 ODD_REPOSITORIES = [
@@ -96,7 +96,7 @@ def test_odd_names_load_exactly_and_stay_data(tmp_path, case):
 
 
 def test_no_source_can_reach_a_shell_or_splice_sql():
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "sources")
+    root = os.path.join(ROOT, "sources")
     shell = re.compile(r"\b(subprocess|os\.system|os\.popen|shell\s*=\s*True|eval\(|exec\()")
     # SQL built by formatting: only identifiers dlt qualifies itself and lists of `%s` marks
     formatted = re.compile(r"execute_(?:sql|query)\(\s*f([\"'])(.*?)\1")

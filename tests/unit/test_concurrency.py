@@ -3,7 +3,6 @@ item; release_freed_memory: the freed heap goes back to the system."""
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from typing import Iterator, List
@@ -11,8 +10,8 @@ from typing import Iterator, List
 import pytest
 
 from sources.concurrency import stream_bounded
+from tests.support import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_every_output_of_every_item_once_in_order_per_item() -> None:
