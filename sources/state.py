@@ -194,6 +194,12 @@ class ListingState:
         self.begin()
         return registry in (self._incremental or ())
 
+    def most_repositories(self) -> Optional[int]:
+        """The most repositories one registry had at the last load; None without state (a
+        first load, or state lost), when nothing is known of the registry's size."""
+        counts = [len(repos) for repos in self._state().values() if repos]
+        return max(counts) if counts else None
+
     def previous(self, registry: str, repository: str) -> Optional[str]:
         return self._state().get(registry, {}).get(repository)
 

@@ -114,12 +114,22 @@ def ecr_source(
         details of new digests. Repositories whose listing did not change since the last load
         give no rows and make no detail calls."""
         listings.begin()
-        if workers > 1 and (not repository_filter or len(repository_filter) >= PROCESS_MIN_REPOSITORIES):
+        if workers > 1 and _expect_worker_processes():
             # the workers' forkserver imports while the first page is listed (a no-op rerun of
             # 2,000 repositories waited ~0.7 s for it before its first ListImages)
             start_worker_server([read_repositories.__module__])
         for spec in specs:
             yield from _read_api(spec)
+
+    def _expect_worker_processes() -> bool:
+        """Whether a page will likely hold enough repositories for worker processes (which
+        `plan_tasks` decides from the first page, after the listing): the filter's size, else
+        the largest registry of the last load. A first load is taken as large: its forkserver
+        costs ~0.6 CPU-s once, where a scheduled rerun of a small registry would pay it each run."""
+        if repository_filter:
+            return len(repository_filter) >= PROCESS_MIN_REPOSITORIES
+        most = listings.most_repositories()
+        return most is None or most >= PROCESS_MIN_REPOSITORIES
 
     def _read_api(spec: ApiSpec) -> Iterator[Any]:
         # the next page is listed (in a thread) while this one's repositories are read, not after

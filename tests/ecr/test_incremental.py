@@ -282,6 +282,23 @@ def test_the_forkserver_starts_before_the_first_page_of_repositories_is_answered
     assert_matches_inventory(new_pipeline(tmp_path, "x.duckdb"), inventory)
 
 
+@pytest.mark.parametrize("repositories, started_on_rerun", [(10, False), (70, True)])
+def test_a_rerun_starts_the_forkserver_early_only_if_the_registry_had_many_repositories(tmp_path, ecr_env, monkeypatch, repositories, started_on_rerun):
+    """Worker processes read a page of 64 repositories or more: a rerun of a smaller registry
+    (the last load's listing says so) does not start their forkserver for nothing."""
+    inventory = Inventory(seed=40, registries=("us-east-1",), repositories=repositories, images=2 * repositories)
+    ecr_env(inventory)
+    started = []
+    start = ecr_module.start_worker_server
+    monkeypatch.setattr(ecr_module, "start_worker_server", lambda preload: started.append(preload) or start(preload))
+    pipeline = new_pipeline(tmp_path)
+    load(pipeline, processes=2)
+    assert len(started) == 1  # a first load knows nothing of the registry's size
+    load(pipeline, processes=2)
+    assert len(started) == (2 if started_on_rerun else 1)
+    assert_matches_inventory(pipeline, inventory)
+
+
 def _command_line(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
