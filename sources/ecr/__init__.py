@@ -114,7 +114,7 @@ def ecr_source(
         details of new digests. Repositories whose listing did not change since the last load
         give no rows and make no detail calls."""
         listings.begin()
-        if workers > 1 and _expect_worker_processes():
+        if _expect_worker_processes():
             # the workers' forkserver imports while the first page is listed (a no-op rerun of
             # 2,000 repositories waited ~0.7 s for it before its first ListImages)
             start_worker_server([read_repositories.__module__])
@@ -122,14 +122,14 @@ def ecr_source(
             yield from _read_api(spec)
 
     def _expect_worker_processes() -> bool:
-        """Whether a page will likely hold enough repositories for worker processes (which
-        `plan_tasks` decides from the first page, after the listing): the filter's size, else
-        the largest registry of the last load. A first load is taken as large: its forkserver
-        costs ~0.6 CPU-s once, where a scheduled rerun of a small registry would pay it each run."""
-        if repository_filter:
-            return len(repository_filter) >= PROCESS_MIN_REPOSITORIES
-        most = listings.most_repositories()
-        return most is None or most >= PROCESS_MIN_REPOSITORIES
+        """Whether `plan_tasks` will likely choose worker processes, which it decides from the
+        first page, after the listing: asked here of the filter's size, else of the largest
+        registry of the last load. A first load is taken as large: its forkserver costs ~0.6
+        CPU-s once, where a scheduled rerun of a small registry would pay it each run."""
+        expected = len(repository_filter) if repository_filter else listings.most_repositories()
+        if expected is None:
+            return workers > 1
+        return plan_tasks(expected, workers, concurrency, PROCESS_MIN_REPOSITORIES, REPOSITORIES_PER_TASK).workers > 1
 
     def _read_api(spec: ApiSpec) -> Iterator[Any]:
         # the next page is listed (in a thread) while this one's repositories are read, not after
