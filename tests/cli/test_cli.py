@@ -15,7 +15,6 @@ from emulators.inventory import Inventory
 from tests.support import ROOT
 
 
-
 def cli(*args, env=None, timeout=300):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "AWS_"))}
     full_env.update(env or {})

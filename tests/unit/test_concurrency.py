@@ -13,7 +13,6 @@ from sources.concurrency import stream_bounded
 from tests.support import ROOT
 
 
-
 def test_every_output_of_every_item_once_in_order_per_item() -> None:
     items = ["a", "b", "c", "d", "e"]
 
